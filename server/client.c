@@ -1,0 +1,262 @@
+/* client.c: the parley.v1 operations of a session. Every answer is queued
+ * on the session's own frame queue, so it is ordered after any backlog. */
+#include "client.h"
+
+#include <libwebsockets.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "err.h"
+#include "log.h"
+#include "ratelimit.h"
+#include "topic.h"
+
+/* Sends a new frame to the session and drops our reference. */
+static void send_new(conn_t *c, frame_t *f)
+{
+	conn_send(c, f);
+	frame_unref(f);
+}
+
+static void send_error(conn_t *c, const json_t *id, int err,
+		       const char *reason, const char *topic)
+{
+	hub_count_error(c->hub, err);
+	log_info("request_error", "conn=%llu peer=%s code=%s reason=%s",
+		 (unsigned long long)c->id, c->peer, parley_errcode(err),
+		 log_str(reason ? reason : parley_strerror(err)));
+	send_new(c, codec_error(id, err, reason, topic));
+}
+
+void client_identity(const hub_t *h, const auth_user_t *u, char *buf,
+		     size_t len)
+{
+	snprintf(buf, len, "%s@%s", u->name, h->cfg->node);
+}
+
+/* A backlog visitor: queues a stored message's frame. */
+static void send_backlog(msg_t *m, void *ud)
+{
+	conn_t *c = ud;
+
+	if (conn_send(c, m->frame) == 0) {
+		c->hub->m.backlog_messages++;
+		c->hub->m.messages_out++;
+	}
+}
+
+static int do_auth(conn_t *c, req_t *r, const char **reason)
+{
+	hub_t *h = c->hub;
+	auth_user_t *u = auth_lookup(h->auth, r->token, r->token_len);
+	char who[192];
+
+	if (!u) {
+		*reason = "unknown token";
+		return PE_UNAUTHORIZED;
+	}
+	c->user = u;
+	c->has_token = 1;
+	client_recheck(c);
+	client_identity(h, u, who, sizeof who);
+	log_info("auth", "conn=%llu peer=%s user=%s",
+		 (unsigned long long)c->id, c->peer, log_str(who));
+	send_new(c, codec_ok(r->id, "user", who));
+	return 0;
+}
+
+static int do_sub(conn_t *c, req_t *r, const char **reason)
+{
+	hub_t *h = c->hub;
+	router_sub_t *s;
+	uint64_t seq = 0;
+	bool pattern;
+	int rc;
+
+	if (topic_validate_filter(r->topic, strlen(r->topic), &pattern)) {
+		*reason = "invalid topic or pattern";
+		return PE_BAD_PATTERN;
+	}
+	if (!auth_can_subscribe(c->user, r->topic)) {
+		*reason = "not permitted to subscribe to this topic";
+		return PE_FORBIDDEN;
+	}
+	if (conn_find_sub(c, r->topic) < 0 &&
+	    c->n_subs >= h->live->limits.max_subscriptions) {
+		*reason = "subscription limit reached";
+		return PE_TOO_MANY;
+	}
+	if (r->since) {
+		rc = history_parse_cursor(h->history, r->since, &seq);
+		if (rc) {
+			*reason = rc == PE_HISTORY_GAP
+					  ? "cursor is from before a restart: "
+					    "its history is gone"
+					  : "invalid cursor";
+			return rc;
+		}
+		rc = history_since(h->history, r->topic, seq, send_backlog, c);
+		if (rc) {
+			*reason = "history no longer holds every message "
+				  "after this cursor";
+			return rc;
+		}
+	} else if (r->has_last && r->last > 0) {
+		size_t n = (size_t)r->last;
+
+		if (n > h->cfg->history_length)
+			n = h->cfg->history_length;
+		history_last(h->history, r->topic, n, send_backlog, c);
+	}
+	if (c->state != CONN_OPEN)
+		return 0; /* The backlog overflowed the queue: cut off. */
+	if (conn_find_sub(c, r->topic) < 0) {
+		rc = router_add(h->router, r->topic, c, &s);
+		if (rc)
+			return rc;
+		if (conn_add_sub(c, s)) {
+			router_remove(h->router, s);
+			return PE_NOMEM;
+		}
+	}
+	send_new(c, codec_ok(r->id, NULL, NULL));
+	return 0;
+}
+
+static int do_unsub(conn_t *c, req_t *r, const char **reason)
+{
+	int i = conn_find_sub(c, r->topic);
+
+	if (i >= 0)
+		conn_remove_sub(c, (size_t)i);
+	send_new(c, codec_ok(r->id, NULL, NULL));
+	return 0;
+}
+
+int client_publish(hub_t *h, auth_user_t *user, const char *topic,
+		   const json_t *body, msg_t **out, const char **reason)
+{
+	char from[192];
+	size_t blen;
+	char *btext;
+	int rc;
+
+	if (topic_validate(topic, strlen(topic))) {
+		*reason = "invalid topic";
+		return PE_BAD_TOPIC;
+	}
+	if (!auth_can_publish(user, topic)) {
+		*reason = "not permitted to publish to this topic";
+		return PE_FORBIDDEN;
+	}
+	if (!user->anonymous &&
+	    !ratelimit_take(&user->bucket, &user->bucket_ms,
+			    h->live->limits.token_publish_per_second,
+			    2 * h->live->limits.token_publish_per_second,
+			    uv_now(h->loop))) {
+		*reason = "publish rate limit of this token exceeded";
+		return PE_RATE_LIMITED;
+	}
+	btext = codec_dump_body(body, &blen);
+	if (!btext) {
+		*reason = "body cannot be encoded";
+		return PE_BAD_REQUEST;
+	}
+	if (blen > h->live->limits.max_frame_bytes) {
+		free(btext);
+		*reason = "body too large";
+		return PE_TOO_LARGE;
+	}
+	client_identity(h, user, from, sizeof from);
+	rc = hub_publish_local(h, topic, from, btext, blen, out);
+	free(btext);
+	if (rc)
+		*reason = parley_strerror(rc);
+	return rc;
+}
+
+static int do_pub(conn_t *c, req_t *r, const char **reason)
+{
+	hub_t *h = c->hub;
+	msg_t *m;
+	int rc;
+
+	if (!ratelimit_take(&c->bucket, &c->bucket_ms,
+			    h->live->limits.publish_per_second,
+			    h->live->limits.publish_burst, uv_now(h->loop))) {
+		*reason = "publish rate limit of this connection exceeded";
+		return PE_RATE_LIMITED;
+	}
+	rc = client_publish(h, c->user, r->topic, r->body, &m, reason);
+	if (rc)
+		return rc;
+	h->m.messages_in_ws++;
+	send_new(c, codec_ok(r->id, "mid", m->mid));
+	return 0;
+}
+
+void client_handle(conn_t *c, const char *buf, size_t len)
+{
+	const char *reason = NULL;
+	req_t r;
+	int rc;
+
+	rc = codec_decode(buf, len, &r, &reason);
+	if (!rc) {
+		switch (r.op) {
+		case REQ_AUTH:
+			rc = do_auth(c, &r, &reason);
+			break;
+		case REQ_SUB:
+			rc = do_sub(c, &r, &reason);
+			break;
+		case REQ_UNSUB:
+			rc = do_unsub(c, &r, &reason);
+			break;
+		case REQ_PUB:
+			rc = do_pub(c, &r, &reason);
+			break;
+		case REQ_PING:
+			send_new(c, codec_pong(r.id));
+			break;
+		}
+	}
+	if (rc) {
+		send_error(c, r.id, rc, reason, NULL);
+		if (++c->errors_in_row >= c->hub->live->limits.max_errors)
+			conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+				   "too many bad requests", 0);
+	} else {
+		c->errors_in_row = 0;
+	}
+	req_free(&r);
+}
+
+void client_reject_binary(conn_t *c)
+{
+	send_error(c, NULL, PE_BAD_REQUEST,
+		   "binary frames are not part of parley.v1", NULL);
+	if (++c->errors_in_row >= c->hub->live->limits.max_errors)
+		conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+			   "too many bad requests", 0);
+}
+
+void client_recheck(conn_t *c)
+{
+	size_t i = 0;
+
+	while (i < c->n_subs) {
+		const char *f = router_sub_filter(c->subs[i]);
+
+		if (auth_can_subscribe(c->user, f)) {
+			i++;
+			continue;
+		}
+		/* The error frame copies the filter before it is freed. */
+		send_error(c, NULL, PE_FORBIDDEN,
+			   "subscription removed: no longer permitted", f);
+		conn_remove_sub(c, i);
+	}
+}

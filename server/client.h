@@ -1,0 +1,37 @@
+/* client.h: the parley.v1 operations of a client session (auth, sub,
+ * unsub, pub, ping) and the checks shared with the HTTP API. */
+#ifndef PARLEY_CLIENT_H
+#define PARLEY_CLIENT_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "conn.h"
+#include "hub.h"
+
+/* Handles one complete text message from a session: decodes it, runs the
+ * operation, and queues the answer. Errors are answered with an error
+ * frame; after limits.max_errors bad requests in a row the session is
+ * closed with 1008. */
+void client_handle(conn_t *c, const char *buf, size_t len);
+
+/* Answers a binary message (not part of parley.v1) with bad_request. */
+void client_reject_binary(conn_t *c);
+
+/* Drops every subscription the session's current identity may no longer
+ * hold, each with a forbidden error frame naming the topic. */
+void client_recheck(conn_t *c);
+
+/* The publish path shared by parley.v1 and HTTP: checks topic syntax,
+ * permission, the per-token rate limit and the body size, then accepts.
+ * user is the author; body is the JSON value. Returns 0 with the stored
+ * message in *out (borrowed) or a negative code with *reason (static
+ * text). Does not check the per-connection rate limit. */
+int client_publish(hub_t *h, auth_user_t *user, const char *topic,
+		   const json_t *body, msg_t **out, const char **reason);
+
+/* Writes "user@node" for u into buf. */
+void client_identity(const hub_t *h, const auth_user_t *u, char *buf,
+		     size_t len);
+
+#endif

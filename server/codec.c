@@ -1,0 +1,323 @@
+/* codec.c: parley.v1 JSON decoding and encoding (see codec.h). Hub frames
+ * are written by hand into one buffer: they are small, their fields are
+ * already validated, and the msg frame is on the hot path. */
+#include "codec.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+
+/* Longest request id echoed back. */
+#define ID_MAX 128
+
+/* A growable byte buffer. */
+struct sb {
+	char *p;    /* Bytes. */
+	size_t len; /* Used. */
+	size_t cap; /* Allocated. */
+	int oom;    /* An allocation failed; the content is incomplete. */
+};
+
+static void sb_reserve(struct sb *b, size_t more)
+{
+	size_t ncap;
+	char *n;
+
+	if (b->oom || b->len + more <= b->cap)
+		return;
+	ncap = b->cap ? b->cap : 256;
+	while (ncap < b->len + more)
+		ncap *= 2;
+	n = realloc(b->p, ncap);
+	if (!n) {
+		b->oom = 1;
+		return;
+	}
+	b->p = n;
+	b->cap = ncap;
+}
+
+static void sb_put(struct sb *b, const char *s, size_t n)
+{
+	sb_reserve(b, n);
+	if (b->oom)
+		return;
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+}
+
+static void sb_puts(struct sb *b, const char *s)
+{
+	sb_put(b, s, strlen(s));
+}
+
+/* Appends s as a JSON string. s is valid UTF-8 (validated topics, our own
+ * texts, or strings Jansson already decoded), so only quotes, backslashes
+ * and control characters need escaping. */
+static void sb_str(struct sb *b, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	const char *run = s;
+
+	sb_put(b, "\"", 1);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		sb_put(b, run, (size_t)(s - run));
+		run = s + 1;
+		if (c == '"' || c == '\\') {
+			char e[2] = {'\\', (char)c};
+
+			sb_put(b, e, 2);
+		} else {
+			char e[6] = {'\\', 'u', '0', '0', hex[c >> 4],
+				     hex[c & 15]};
+
+			sb_put(b, e, 6);
+		}
+	}
+	sb_put(b, run, (size_t)(s - run));
+	sb_put(b, "\"", 1);
+}
+
+static void sb_id(struct sb *b, const json_t *id)
+{
+	char num[32];
+
+	if (!id)
+		return;
+	sb_puts(b, ",\"id\":");
+	if (json_is_string(id)) {
+		sb_str(b, json_string_value(id));
+	} else {
+		snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT,
+			 json_integer_value(id));
+		sb_puts(b, num);
+	}
+}
+
+static frame_t *sb_frame(struct sb *b)
+{
+	frame_t *f;
+
+	if (b->oom)
+		abort(); /* The daemon may abort on out-of-memory. */
+	f = frame_new_text(b->p, b->len);
+	free(b->p);
+	return f;
+}
+
+static const char *str_field(json_t *o, const char *key, int *bad)
+{
+	json_t *v = json_object_get(o, key);
+
+	if (!v)
+		return NULL;
+	if (!json_is_string(v)) {
+		*bad = 1;
+		return NULL;
+	}
+	return json_string_value(v);
+}
+
+int codec_decode(const char *buf, size_t len, req_t *r, const char **reason)
+{
+	json_error_t jerr;
+	json_t *op, *id, *v;
+	const char *ops;
+	int bad = 0;
+
+	memset(r, 0, sizeof *r);
+	r->root = json_loadb(buf, len, 0, &jerr);
+	if (!r->root || !json_is_object(r->root)) {
+		*reason = r->root ? "frame must be a JSON object"
+				  : "frame is not valid JSON";
+		return PE_BAD_JSON;
+	}
+	id = json_object_get(r->root, "id");
+	if (id) {
+		if (json_is_integer(id) ||
+		    (json_is_string(id) && json_string_length(id) <= ID_MAX)) {
+			r->id = id;
+		} else {
+			*reason = "id must be an integer or a string of at "
+				  "most 128 bytes";
+			return PE_BAD_REQUEST;
+		}
+	}
+	op = json_object_get(r->root, "op");
+	if (!op || !json_is_string(op)) {
+		*reason = "op must be a string";
+		return op ? PE_BAD_REQUEST : PE_UNKNOWN_OP;
+	}
+	ops = json_string_value(op);
+	if (!strcmp(ops, "pub"))
+		r->op = REQ_PUB;
+	else if (!strcmp(ops, "sub"))
+		r->op = REQ_SUB;
+	else if (!strcmp(ops, "unsub"))
+		r->op = REQ_UNSUB;
+	else if (!strcmp(ops, "ping"))
+		r->op = REQ_PING;
+	else if (!strcmp(ops, "auth"))
+		r->op = REQ_AUTH;
+	else {
+		*reason = "unknown op";
+		return PE_UNKNOWN_OP;
+	}
+
+	switch (r->op) {
+	case REQ_AUTH:
+		v = json_object_get(r->root, "token");
+		if (!v || !json_is_string(v)) {
+			*reason = "auth needs a string token";
+			return PE_BAD_REQUEST;
+		}
+		r->token = json_string_value(v);
+		r->token_len = json_string_length(v);
+		break;
+	case REQ_PUB:
+		r->body = json_object_get(r->root, "body");
+		if (!r->body) {
+			*reason = "pub needs a body";
+			return PE_BAD_REQUEST;
+		}
+		/* fallthrough */
+	case REQ_SUB:
+	case REQ_UNSUB:
+		r->topic = str_field(r->root, "topic", &bad);
+		if (!r->topic) {
+			*reason = "topic must be a string";
+			return PE_BAD_REQUEST;
+		}
+		if (r->op != REQ_SUB)
+			break;
+		r->since = str_field(r->root, "since", &bad);
+		if (bad) {
+			*reason = "since must be a cursor string";
+			return PE_BAD_REQUEST;
+		}
+		v = json_object_get(r->root, "last");
+		if (v) {
+			if (!json_is_integer(v) || json_integer_value(v) < 0) {
+				*reason = "last must be a non-negative integer";
+				return PE_BAD_REQUEST;
+			}
+			r->has_last = 1;
+			r->last = json_integer_value(v);
+		}
+		if (r->has_last && r->since) {
+			*reason = "give last or since, not both";
+			return PE_BAD_REQUEST;
+		}
+		break;
+	case REQ_PING:
+		break;
+	}
+	return 0;
+}
+
+void req_free(req_t *r)
+{
+	json_decref(r->root);
+	r->root = NULL;
+}
+
+char *codec_dump_body(const json_t *body, size_t *len)
+{
+	char *s = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
+
+	if (s)
+		*len = strlen(s);
+	return s;
+}
+
+frame_t *codec_ok(const json_t *id, const char *key, const char *val)
+{
+	struct sb b = {0};
+
+	sb_puts(&b, "{\"op\":\"ok\"");
+	sb_id(&b, id);
+	if (key) {
+		sb_puts(&b, ",\"");
+		sb_puts(&b, key);
+		sb_puts(&b, "\":");
+		sb_str(&b, val);
+	}
+	sb_puts(&b, "}");
+	return sb_frame(&b);
+}
+
+frame_t *codec_pong(const json_t *id)
+{
+	struct sb b = {0};
+
+	sb_puts(&b, "{\"op\":\"pong\"");
+	sb_id(&b, id);
+	sb_puts(&b, "}");
+	return sb_frame(&b);
+}
+
+frame_t *codec_error(const json_t *id, int err, const char *reason,
+		     const char *topic)
+{
+	struct sb b = {0};
+
+	sb_puts(&b, "{\"op\":\"error\",\"code\":");
+	sb_str(&b, parley_errcode(err));
+	sb_puts(&b, ",\"reason\":");
+	sb_str(&b, reason ? reason : parley_strerror(err));
+	sb_id(&b, id);
+	if (topic) {
+		sb_puts(&b, ",\"topic\":");
+		sb_str(&b, topic);
+	}
+	sb_puts(&b, "}");
+	return sb_frame(&b);
+}
+
+static void sb_msg(struct sb *b, const msg_t *m, const char *cursor)
+{
+	char num[32];
+
+	sb_reserve(b, m->body_len + strlen(m->topic) + 160);
+	sb_puts(b, "{\"op\":\"msg\",\"topic\":");
+	sb_str(b, m->topic);
+	sb_puts(b, ",\"mid\":");
+	sb_str(b, m->mid);
+	sb_puts(b, ",\"origin\":");
+	sb_str(b, m->origin);
+	sb_puts(b, ",\"from\":");
+	sb_str(b, m->from);
+	snprintf(num, sizeof num, ",\"ts\":%lld", (long long)m->ts);
+	sb_puts(b, num);
+	sb_puts(b, ",\"cursor\":");
+	sb_str(b, cursor);
+	sb_puts(b, ",\"body\":");
+	sb_put(b, m->body, m->body_len);
+	sb_puts(b, "}");
+}
+
+frame_t *codec_msg(const msg_t *m, const char *cursor)
+{
+	struct sb b = {0};
+
+	sb_msg(&b, m, cursor);
+	return sb_frame(&b);
+}
+
+int codec_msg_json(const msg_t *m, const char *cursor, char **buf,
+		   size_t *len, size_t *cap)
+{
+	struct sb b = {*buf, *len, *cap, 0};
+
+	sb_msg(&b, m, cursor);
+	*buf = b.p;
+	*len = b.len;
+	*cap = b.cap;
+	return b.oom ? PE_NOMEM : 0;
+}

@@ -1,0 +1,62 @@
+/* codec.h: the parley.v1 wire format: decoding client requests and
+ * encoding hub frames. All JSON handling of the client protocol lives
+ * here. */
+#ifndef PARLEY_CODEC_H
+#define PARLEY_CODEC_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "msg.h"
+
+enum req_op { REQ_AUTH, REQ_SUB, REQ_UNSUB, REQ_PUB, REQ_PING };
+
+/* One decoded client request. Pointers borrow from root. */
+typedef struct req {
+	json_t *root;        /* The parsed frame (owned; req_free drops). */
+	enum req_op op;      /* Operation. */
+	json_t *id;          /* Request id to echo, or NULL. */
+	const char *topic;   /* sub/unsub/pub: topic or filter. */
+	json_t *body;        /* pub: the body value. */
+	const char *token;   /* auth: the token. */
+	size_t token_len;    /* auth: its length. */
+	const char *since;   /* sub: cursor, or NULL. */
+	long long last;      /* sub: backlog count when has_last. */
+	int has_last;        /* sub: "last" was given. */
+} req_t;
+
+/* Decodes one client frame of len bytes. Returns 0, or a negative code
+ * (PE_BAD_JSON, PE_BAD_REQUEST, PE_UNKNOWN_OP, PE_BAD_TOPIC …) with
+ * *reason set to a static human text. In both cases r->id is set when the
+ * frame carried a valid id, and the caller must call req_free. Topics are
+ * checked for type and length only; syntax is checked by the caller. */
+int codec_decode(const char *buf, size_t len, req_t *r, const char **reason);
+
+/* Frees what codec_decode allocated. */
+void req_free(req_t *r);
+
+/* Encodes the body value compactly. Returns a malloc'd NUL-terminated
+ * string and its length in *len, or NULL on failure. */
+char *codec_dump_body(const json_t *body, size_t *len);
+
+/* {"op":"ok","id":…} plus an optional string field key:val. New frame. */
+frame_t *codec_ok(const json_t *id, const char *key, const char *val);
+
+/* {"op":"pong","id":…}. New frame. */
+frame_t *codec_pong(const json_t *id);
+
+/* {"op":"error","code":…,"reason":…,"id":…,"topic":…}; id and topic may
+ * be NULL, reason NULL uses parley_strerror(err). New frame. */
+frame_t *codec_error(const json_t *id, int err, const char *reason,
+		     const char *topic);
+
+/* The "msg" frame of a stored message. New frame. */
+frame_t *codec_msg(const msg_t *m, const char *cursor);
+
+/* Appends the JSON object text of a message (the msg frame's payload) to
+ * a growing buffer (*buf, *len, *cap; realloc'd). Returns 0 or PE_NOMEM.
+ * Used by the HTTP history answer. */
+int codec_msg_json(const msg_t *m, const char *cursor, char **buf,
+		   size_t *len, size_t *cap);
+
+#endif

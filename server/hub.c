@@ -1,0 +1,217 @@
+/* hub.c: instance state and the publish path: accept → store → encode once
+ * → queue on every matching local session. */
+#include "hub.h"
+
+#include <libwebsockets.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "client.h"
+#include "codec.h"
+#include "conn.h"
+#include "err.h"
+#include "log.h"
+
+int64_t hub_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+hub_t *hub_new(uv_loop_t *loop, config_t *cfg, const char *config_path)
+{
+	hub_t *h = calloc(1, sizeof *h);
+	enum log_level lvl;
+
+	if (!h)
+		abort();
+	h->loop = loop;
+	h->cfg = cfg;
+	h->live = cfg;
+	h->config_path = strdup(config_path ? config_path : "");
+	h->auth = auth_new(cfg);
+	h->router = router_new();
+	h->started_ms = (uint64_t)hub_now_ms();
+	h->history = history_new(cfg->history_length, h->started_ms);
+	h->gather = malloc(LWS_PRE + HUB_GATHER);
+	if (!h->config_path || !h->auth || !h->router || !h->history ||
+	    !h->gather)
+		abort();
+	if (getrandom(&h->mid_rand, sizeof h->mid_rand, 0) !=
+	    sizeof h->mid_rand)
+		h->mid_rand = (uint64_t)hub_now_ms() * 2654435761u;
+	h->mid_counter = h->mid_rand >> 24;
+	if (!log_level_parse(cfg->log_level, &lvl))
+		log_set_level(lvl);
+	return h;
+}
+
+void hub_free(hub_t *h)
+{
+	if (!h)
+		return;
+	router_free(h->router);
+	history_free(h->history);
+	auth_free(h->auth);
+	if (h->live != h->cfg)
+		config_free(h->live);
+	config_free(h->cfg);
+	free(h->config_path);
+	free(h->gather);
+	free(h);
+}
+
+/* Writes a 26-character message id: 48 bits of milliseconds, then 40
+ * random bits fixed for this process and a 40-bit counter, in Crockford
+ * base32. Ids sort by time, are unique within the process by the counter,
+ * and across nodes and restarts by the random part. */
+static void make_mid(hub_t *h, char out[27])
+{
+	static const char b32[] = "0123456789abcdefghjkmnpqrstvwxyz";
+	uint64_t t = (uint64_t)hub_now_ms();
+	uint64_t hi = (h->mid_rand & 0xffffffffffull);
+	uint64_t lo = (h->mid_counter++ & 0xffffffffffull);
+
+	for (int i = 9; i >= 0; i--, t >>= 5)
+		out[i] = b32[t & 31];
+	for (int i = 17; i >= 10; i--, hi >>= 5)
+		out[i] = b32[hi & 31];
+	for (int i = 25; i >= 18; i--, lo >>= 5)
+		out[i] = b32[lo & 31];
+	out[26] = 0;
+}
+
+/* Router callback: queues the message once per session, however many of
+ * its filters match. */
+static void deliver(void *owner, void *ud)
+{
+	conn_t *c = owner;
+	msg_t *m = ud;
+
+	if (c->last_seq == m->seq)
+		return;
+	c->last_seq = m->seq;
+	if (conn_send(c, m->frame) == 0)
+		c->hub->m.messages_out++;
+}
+
+int hub_publish_local(hub_t *h, const char *topic, const char *from,
+		      const char *body, size_t body_len, msg_t **out)
+{
+	char mid[27], cursor[HISTORY_CURSOR_MAX];
+	msg_t *m;
+
+	if (h->shutting_down)
+		return PE_UNAVAILABLE;
+	if (history_topic_count(h->history) >= h->live->limits.max_topics &&
+	    !history_has_topic(h->history, topic))
+		return PE_TOO_MANY;
+	make_mid(h, mid);
+	m = msg_new(topic, mid, h->cfg->node, from, hub_now_ms(), body,
+		    body_len);
+	history_append(h->history, m);
+	history_cursor(h->history, m->seq, cursor);
+	m->frame = codec_msg(m, cursor);
+	router_match(h->router, topic, deliver, m);
+	*out = m;
+	msg_unref(m); /* History keeps it. */
+	return 0;
+}
+
+void hub_count_error(hub_t *h, int err)
+{
+	int i = err - PE__FIRST - 1;
+
+	if (i >= 0 && i < (int)(sizeof h->m.errors / sizeof h->m.errors[0]))
+		h->m.errors[i]++;
+}
+
+static int str_differs(const char *a, const char *b)
+{
+	return (a || b) && (!a || !b || strcmp(a, b));
+}
+
+/* Logs keys that changed in the file but only take effect on restart. */
+static void warn_static_changes(const config_t *o, const config_t *n)
+{
+	const char *k = NULL;
+
+	if (str_differs(o->node, n->node))
+		k = "node";
+	else if (str_differs(o->listen_host, n->listen_host) ||
+		 o->listen_port != n->listen_port ||
+		 str_differs(o->ws_path, n->ws_path))
+		k = "listen";
+	else if (o->history_length != n->history_length)
+		k = "history.length";
+	else if (o->redis_enabled != n->redis_enabled ||
+		 str_differs(o->redis_host, n->redis_host) ||
+		 o->redis_port != n->redis_port ||
+		 str_differs(o->redis_prefix, n->redis_prefix))
+		k = "redis";
+	else if (o->fed_enabled != n->fed_enabled ||
+		 str_differs(o->fed_host, n->fed_host) ||
+		 o->fed_port != n->fed_port ||
+		 str_differs(o->fed_ca, n->fed_ca) ||
+		 str_differs(o->fed_cert, n->fed_cert) ||
+		 str_differs(o->fed_key, n->fed_key))
+		k = "federation.listen/ca/cert/key";
+	if (k)
+		log_warn("reload_needs_restart",
+			 "key=%s note=\"changed in the file; kept until "
+			 "restart\"",
+			 k);
+}
+
+int hub_reload(hub_t *h)
+{
+	char err[512];
+	config_t *n;
+	auth_t *na;
+	enum log_level lvl;
+	int rc;
+
+	rc = config_load(h->config_path, &n, err, sizeof err);
+	if (rc) {
+		h->m.reload_failures++;
+		log_error("reload_failed", "error=%s note=\"running "
+					   "configuration kept\"",
+			  log_str(err));
+		return rc;
+	}
+	warn_static_changes(h->cfg, n);
+	na = auth_new(n);
+	if (!na)
+		abort();
+	for (conn_t *c = h->conns; c; c = c->next) {
+		auth_user_t *u = NULL;
+
+		if (c->has_token)
+			u = auth_lookup_hash(na, c->user->sha256);
+		if (c->has_token && !u) {
+			c->user = auth_anonymous(na);
+			c->has_token = 0;
+			conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+				   "token revoked", 1);
+			continue;
+		}
+		c->user = u ? u : auth_anonymous(na);
+		if (c->state == CONN_OPEN)
+			client_recheck(c);
+	}
+	auth_free(h->auth);
+	h->auth = na;
+	if (h->live != h->cfg)
+		config_free(h->live);
+	h->live = n;
+	if (!log_level_parse(n->log_level, &lvl))
+		log_set_level(lvl);
+	h->m.reloads++;
+	log_info("reloaded", "path=%s tokens=%zu", log_str(h->config_path),
+		 n->n_tokens);
+	return 0;
+}

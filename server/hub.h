@@ -1,0 +1,105 @@
+/* hub.h: the state of one parleyd instance and its publish path: a message
+ * accepted from any source is stored in history, encoded once and queued on
+ * every matching local subscriber. */
+#ifndef PARLEY_HUB_H
+#define PARLEY_HUB_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "auth.h"
+#include "config.h"
+#include "history.h"
+#include "msg.h"
+#include "router.h"
+
+struct lws_context;
+struct lws_vhost;
+struct conn;
+
+/* Counters exported by /metrics. Monotonic unless noted. */
+typedef struct hub_metrics {
+	uint64_t connections_total;     /* Client sessions opened. */
+	uint64_t connections_rejected;  /* Handshakes refused. */
+	uint64_t messages_in_ws;        /* Publishes accepted over parley.v1. */
+	uint64_t messages_in_http;      /* Publishes accepted over HTTP. */
+	uint64_t messages_out;          /* Deliveries queued to clients. */
+	uint64_t bytes_in;              /* Client frame bytes received. */
+	uint64_t bytes_out;             /* Bytes handed to lws_write. */
+	uint64_t writes;                /* lws_write calls on the fast path. */
+	uint64_t backlog_messages;      /* Messages sent as sub backlog. */
+	uint64_t slow_consumers;        /* Connections cut for a full queue. */
+	uint64_t dropped_messages;      /* Deliveries dropped (closing or
+					   cut-off receivers). */
+	uint64_t errors[32];            /* Error frames sent, by err code
+					   index (err - PE__FIRST - 1). */
+	uint64_t reloads;               /* Successful SIGHUP reloads. */
+	uint64_t reload_failures;       /* Rejected SIGHUP reloads. */
+} hub_metrics_t;
+
+typedef struct hub {
+	uv_loop_t *loop;          /* The one loop of this process. */
+	config_t *cfg;            /* Configuration loaded at start; its
+				     non-reloadable keys are the ones used. */
+	config_t *live;           /* Latest loaded configuration (== cfg
+				     until the first reload); reloadable keys
+				     (auth, limits) come from here. */
+	char *config_path;        /* File reloaded on SIGHUP. */
+	auth_t *auth;             /* Built from live. */
+	router_t *router;         /* Local client subscriptions. */
+	history_t *history;       /* Stored messages. */
+	struct lws_context *lws;  /* NULL once destroyed. */
+	struct lws_vhost *vhost;  /* Client listener. */
+
+	struct conn *conns;       /* Every open client session (list). */
+	size_t n_conns;           /* Length of conns. */
+	struct conn *dirty;       /* Sessions with queued frames to flush. */
+	unsigned char *gather;    /* Batch buffer (LWS_PRE + HUB_GATHER). */
+
+	uv_check_t flush_check;   /* End-of-pass flush of dirty sessions. */
+	uv_idle_t flush_idle;     /* Keeps the loop from sleeping while
+				     frames wait (only while dirty). */
+	uv_signal_t sig_term;     /* Graceful shutdown. */
+	uv_signal_t sig_int;      /* Graceful shutdown. */
+	uv_signal_t sig_hup;      /* Reload. */
+	uv_timer_t shutdown_timer; /* Waits for sessions to close. */
+	int shutting_down;        /* 1 once SIGTERM/SIGINT arrived. */
+	uint64_t shutdown_start;  /* uv_now when shutdown began. */
+	int exit_code;            /* Returned by hub_run. */
+
+	uint64_t mid_rand;        /* Random part of this process's mids. */
+	uint64_t mid_counter;     /* Increments per mid. */
+	uint64_t started_ms;      /* Wall clock at start. */
+	hub_metrics_t m;          /* Counters. */
+} hub_t;
+
+/* Largest batch gathered into one write. */
+#define HUB_GATHER (64 * 1024)
+
+/* Returns a hub for cfg (ownership moves to the hub; config_path is
+ * copied) on loop, with its router, history and auth built, but nothing
+ * listening yet. Aborts on out-of-memory. */
+hub_t *hub_new(uv_loop_t *loop, config_t *cfg, const char *config_path);
+
+/* Frees the hub and everything it owns. Sessions must be gone. */
+void hub_free(hub_t *h);
+
+/* Returns the current wall-clock time in milliseconds. */
+int64_t hub_now_ms(void);
+
+/* Accepts a new message authored by user on this node: checks nothing
+ * (callers check permissions and limits), assigns mid and ts, stores it
+ * and queues it to every matching local subscriber. Returns 0 and the
+ * stored message in *out (borrowed, valid until the caller returns to the
+ * loop) or a negative code, in which case nothing was stored. */
+int hub_publish_local(hub_t *h, const char *topic, const char *from,
+		      const char *body, size_t body_len, msg_t **out);
+
+/* Re-reads the configuration file and applies its reloadable keys. On any
+ * error the running configuration stays. Returns 0 or a negative code. */
+int hub_reload(hub_t *h);
+
+/* Counts one error frame of code err. */
+void hub_count_error(hub_t *h, int err);
+
+#endif

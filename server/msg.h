@@ -1,0 +1,63 @@
+/* msg.h: one accepted message and its refcounted, encode-once WebSocket
+ * frame. A message is immutable once stored; history entries and
+ * connection queues share it by reference. */
+#ifndef PARLEY_MSG_H
+#define PARLEY_MSG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* One complete server-to-client WebSocket frame (header + payload), with
+ * at least LWS_PRE bytes of writable headroom before data. Shared by every
+ * receiver; freed by the last frame_unref. */
+typedef struct frame {
+	uint32_t refs;       /* Holders: messages, connection queues. */
+	uint32_t len;        /* Bytes from data: header + payload. */
+	unsigned char *data; /* First byte of the WebSocket header. */
+	size_t payload_len;  /* Bytes of payload at the end of data. */
+} frame_t;
+
+/* Returns a text frame holding a copy of payload (len bytes), refs = 1.
+ * Aborts on out-of-memory. */
+frame_t *frame_new_text(const char *payload, size_t len);
+
+/* Returns a close frame carrying code and reason (truncated to fit the
+ * 125-byte control payload), refs = 1. Aborts on out-of-memory. */
+frame_t *frame_new_close(int code, const char *reason);
+
+/* Takes one more reference; returns f. */
+frame_t *frame_ref(frame_t *f);
+
+/* Drops one reference; frees the frame at zero. NULL is a no-op. */
+void frame_unref(frame_t *f);
+
+/* Returns the payload (the JSON text) of a frame; not NUL-terminated. */
+const char *frame_payload(const frame_t *f);
+
+typedef struct msg {
+	uint32_t refs;  /* Holders: history, in-flight publish, backlog. */
+	uint64_t seq;   /* Position in this node's history; 0 until stored. */
+	int64_t ts;     /* Milliseconds since the epoch, set by the origin. */
+	const char *topic;  /* All strings live in the same allocation. */
+	const char *mid;    /* Globally unique message id. */
+	const char *origin; /* Node that accepted it. */
+	const char *from;   /* user@node of the author. */
+	const char *body;   /* Compact JSON text of the body, NUL-terminated. */
+	size_t body_len;    /* strlen(body). */
+	frame_t *frame;     /* Encoded client "msg" frame, or NULL until set. */
+} msg_t;
+
+/* Returns a new message (refs = 1, seq = 0, no frame) holding copies of the
+ * strings. Aborts on out-of-memory. */
+msg_t *msg_new(const char *topic, const char *mid, const char *origin,
+	       const char *from, int64_t ts, const char *body,
+	       size_t body_len);
+
+/* Takes one more reference; returns m. */
+msg_t *msg_ref(msg_t *m);
+
+/* Drops one reference; at zero frees the message and drops its frame. NULL
+ * is a no-op. */
+void msg_unref(msg_t *m);
+
+#endif

@@ -1,0 +1,185 @@
+/* server.c: process wiring: lws as a foreign-loop guest of libuv, the
+ * client vhost, signals, the uv_check flush, and a graceful shutdown that
+ * sends close frames before the context goes. */
+#include "server.h"
+
+#include <libwebsockets.h>
+#include <signal.h>
+#include <string.h>
+
+#include "conn.h"
+#include "http.h"
+#include "log.h"
+#include "ws.h"
+
+/* Milliseconds sessions get to close before the context is destroyed. */
+#define SHUTDOWN_GRACE_MS 3000
+
+static const struct lws_protocols protocols[] = {
+    /* protocols[0] serves HTTP and refuses subprotocol-less upgrades. */
+    {"http", http_callback, sizeof(http_session_t), 0, 0, NULL, 0},
+    /* rx_buffer_size bounds per-connection memory; tx_packet_size lets one
+     * batched write carry a whole gather buffer (PERFORMANCE.md). */
+    {"parley.v1", ws_callback, sizeof(conn_t), 8192, 0, NULL,
+     HUB_GATHER + 64},
+    {NULL, NULL, 0, 0, 0, NULL, 0}};
+
+static void lws_log_emit(int level, const char *line)
+{
+	char buf[512];
+	size_t n = strlen(line);
+
+	/* lws lines start with its own timestamp and end with a newline. */
+	while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+		n--;
+	snprintf(buf, sizeof buf, "%.*s", (int)n, line);
+	log_event(level & LLL_ERR ? PLOG_ERROR : PLOG_WARN, "lws", "msg=%s",
+		  log_str(buf));
+}
+
+static void on_check(uv_check_t *t)
+{
+	hub_t *h = t->data;
+
+	conn_flush_all(h);
+}
+
+static void close_handle(uv_handle_t *hd)
+{
+	if (!uv_is_closing(hd))
+		uv_close(hd, NULL);
+}
+
+/* Tears down the lws context and our own handles; uv_run returns once
+ * every handle is closed. */
+static void finish(hub_t *h)
+{
+	log_info("shutdown", "step=destroy connections_left=%zu", h->n_conns);
+	uv_timer_stop(&h->shutdown_timer);
+	if (h->lws)
+		lws_context_destroy(h->lws);
+	close_handle((uv_handle_t *)&h->shutdown_timer);
+	close_handle((uv_handle_t *)&h->flush_check);
+	close_handle((uv_handle_t *)&h->flush_idle);
+	close_handle((uv_handle_t *)&h->sig_term);
+	close_handle((uv_handle_t *)&h->sig_int);
+	close_handle((uv_handle_t *)&h->sig_hup);
+}
+
+static void on_shutdown_tick(uv_timer_t *t)
+{
+	hub_t *h = t->data;
+
+	if (!h->n_conns || uv_now(h->loop) - h->shutdown_start >=
+			       SHUTDOWN_GRACE_MS)
+		finish(h);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+	hub_t *h = s->data;
+
+	if (signum == SIGHUP) {
+		hub_reload(h);
+		return;
+	}
+	if (h->shutting_down) {
+		log_warn("shutdown", "step=forced signal=%d", signum);
+		finish(h);
+		return;
+	}
+	h->shutting_down = 1;
+	h->shutdown_start = uv_now(h->loop);
+	log_info("shutdown", "step=closing signal=%d connections=%zu", signum,
+		 h->n_conns);
+	for (conn_t *c = h->conns; c; c = c->next)
+		conn_close(c, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down",
+			   0);
+	uv_timer_start(&h->shutdown_timer, on_shutdown_tick, 0, 50);
+}
+
+static int start_lws(hub_t *h)
+{
+	struct lws_context_creation_info ci, vi;
+	void *loops[1] = {h->loop};
+	const char *host = h->cfg->listen_host;
+
+	memset(&ci, 0, sizeof ci);
+	ci.options = LWS_SERVER_OPTION_LIBUV |
+		     LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
+		     LWS_SERVER_OPTION_VALIDATE_UTF8;
+	ci.foreign_loops = loops;
+	ci.user = h;
+	ci.pcontext = &h->lws;
+	ci.count_threads = 1;
+	/* Reads are min(rx_buffer_size, pt_serv_buf_size): 4 KiB by default
+	 * would split a batch of small frames over many callbacks. */
+	ci.pt_serv_buf_size = 65536;
+	ci.port = CONTEXT_PORT_NO_LISTEN;
+	h->lws = lws_create_context(&ci);
+	if (!h->lws) {
+		log_error("start_failed", "reason=\"lws_create_context failed\"");
+		return -1;
+	}
+
+	memset(&vi, 0, sizeof vi);
+	vi.vhost_name = "clients";
+	vi.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
+	vi.port = h->cfg->listen_port;
+	/* lws takes NULL for every address; a literal binds that address. */
+	vi.iface = (!strcmp(host, "0.0.0.0") || !strcmp(host, "::") ||
+		    !strcmp(host, "*"))
+			   ? NULL
+			   : host;
+	vi.protocols = protocols;
+	vi.extensions = NULL; /* No permessage-deflate: frames are raw. */
+	vi.alpn = "http/1.1"; /* Never WebSocket over HTTP/2. */
+	vi.timeout_secs = 10;
+	vi.keepalive_timeout = 15;
+	h->vhost = lws_create_vhost(h->lws, &vi);
+	if (!h->vhost) {
+		log_error("start_failed", "reason=\"cannot listen\" host=%s "
+					  "port=%d",
+			  log_str(host), h->cfg->listen_port);
+		return -1;
+	}
+	log_info("listening", "node=%s host=%s port=%d path=%s",
+		 log_str(h->cfg->node), log_str(host),
+		 lws_get_vhost_listen_port(h->vhost), log_str(h->cfg->ws_path));
+	return 0;
+}
+
+int server_run(hub_t *h)
+{
+	int rc = 0;
+
+	signal(SIGPIPE, SIG_IGN);
+	lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
+
+	uv_check_init(h->loop, &h->flush_check);
+	uv_idle_init(h->loop, &h->flush_idle);
+	uv_timer_init(h->loop, &h->shutdown_timer);
+	uv_signal_init(h->loop, &h->sig_term);
+	uv_signal_init(h->loop, &h->sig_int);
+	uv_signal_init(h->loop, &h->sig_hup);
+	h->flush_check.data = h->shutdown_timer.data = h;
+	h->sig_term.data = h->sig_int.data = h->sig_hup.data = h;
+
+	if (start_lws(h)) {
+		rc = 1;
+		finish(h);
+	} else {
+		uv_check_start(&h->flush_check, on_check);
+		uv_signal_start(&h->sig_term, on_signal, SIGTERM);
+		uv_signal_start(&h->sig_int, on_signal, SIGINT);
+		uv_signal_start(&h->sig_hup, on_signal, SIGHUP);
+	}
+	uv_run(h->loop, UV_RUN_DEFAULT);
+	/* Should lws still hold handles, let it finish closing them. */
+	if (h->lws) {
+		lws_context_destroy(h->lws);
+		uv_run(h->loop, UV_RUN_DEFAULT);
+	}
+	log_info("stopped", "exit_code=%d", rc);
+	return rc;
+}

@@ -1,0 +1,170 @@
+/* stats.c: /healthz and /metrics rendering from the hub's counters. */
+#include "stats.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn.h"
+#include "err.h"
+
+struct out {
+	char *p;    /* Text. */
+	size_t len; /* Used. */
+	size_t cap; /* Allocated. */
+	int oom;    /* An allocation failed. */
+};
+
+static void outf(struct out *o, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void outf(struct out *o, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	for (;;) {
+		if (o->oom)
+			return;
+		va_start(ap, fmt);
+		n = vsnprintf(o->p + o->len, o->cap - o->len, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			o->oom = 1;
+			return;
+		}
+		if ((size_t)n < o->cap - o->len) {
+			o->len += (size_t)n;
+			return;
+		}
+		char *np = realloc(o->p, o->cap * 2 + (size_t)n);
+
+		if (!np) {
+			o->oom = 1;
+			return;
+		}
+		o->p = np;
+		o->cap = o->cap * 2 + (size_t)n;
+	}
+}
+
+static void metric(struct out *o, const char *name, const char *type,
+		   const char *help, unsigned long long v)
+{
+	outf(o, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type,
+	     name, v);
+}
+
+char *stats_metrics(const hub_t *h, size_t *len)
+{
+	static const char *const codes[] = {
+	    "bad_json",     "bad_request", "unauthorized", "forbidden",
+	    "too_large",    "rate_limited", "unknown_op",  "history_gap",
+	    "unavailable",  "not_found",   "internal"};
+	const hub_metrics_t *m = &h->m;
+	struct out o = {malloc(4096), 0, 4096, 0};
+	size_t queued = 0, queued_frames = 0;
+
+	if (!o.p)
+		return NULL;
+	for (const conn_t *c = h->conns; c; c = c->next) {
+		queued += c->q_bytes;
+		queued_frames += c->q_len;
+	}
+	metric(&o, "parley_connections", "gauge",
+	       "Open client WebSocket sessions.", h->n_conns);
+	metric(&o, "parley_connections_total", "counter",
+	       "Client WebSocket sessions opened.", m->connections_total);
+	metric(&o, "parley_connections_rejected_total", "counter",
+	       "WebSocket handshakes refused.", m->connections_rejected);
+	metric(&o, "parley_subscriptions", "gauge",
+	       "Client subscriptions held.", router_count(h->router));
+	outf(&o, "# HELP parley_messages_in_total Messages accepted, by "
+		 "path.\n# TYPE parley_messages_in_total counter\n"
+		 "parley_messages_in_total{path=\"ws\"} %llu\n"
+		 "parley_messages_in_total{path=\"http\"} %llu\n",
+	     (unsigned long long)m->messages_in_ws,
+	     (unsigned long long)m->messages_in_http);
+	metric(&o, "parley_messages_out_total", "counter",
+	       "Messages queued to client sessions (live and backlog).",
+	       m->messages_out);
+	metric(&o, "parley_backlog_messages_total", "counter",
+	       "Messages sent as subscription backlog.", m->backlog_messages);
+	metric(&o, "parley_bytes_in_total", "counter",
+	       "WebSocket payload bytes received from clients.", m->bytes_in);
+	metric(&o, "parley_bytes_out_total", "counter",
+	       "Bytes written to client sessions.", m->bytes_out);
+	metric(&o, "parley_writes_total", "counter",
+	       "Batched socket writes to client sessions.", m->writes);
+	metric(&o, "parley_queue_bytes", "gauge",
+	       "Bytes queued to client sessions, not yet written.", queued);
+	metric(&o, "parley_queue_frames", "gauge",
+	       "Frames queued to client sessions, not yet written.",
+	       queued_frames);
+	metric(&o, "parley_slow_consumer_disconnects_total", "counter",
+	       "Sessions cut off because their queue exceeded "
+	       "limits.max_queue_bytes.",
+	       m->slow_consumers);
+	metric(&o, "parley_dropped_messages_total", "counter",
+	       "Deliveries dropped because the receiving session was "
+	       "closing or cut off.",
+	       m->dropped_messages);
+	metric(&o, "parley_history_messages", "gauge",
+	       "Messages held in history.", history_msg_count(h->history));
+	metric(&o, "parley_history_topics", "gauge", "Topics held in history.",
+	       history_topic_count(h->history));
+	metric(&o, "parley_reloads_total", "counter",
+	       "Successful configuration reloads.", m->reloads);
+	metric(&o, "parley_reload_failures_total", "counter",
+	       "Rejected configuration reloads.", m->reload_failures);
+	outf(&o, "# HELP parley_errors_total Error answers sent, by code.\n"
+		 "# TYPE parley_errors_total counter\n");
+	for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+		unsigned long long n = 0;
+
+		for (int e = PE__FIRST + 1; e < PE__LAST; e++)
+			if (!strcmp(parley_errcode(e), codes[i]))
+				n += m->errors[e - PE__FIRST - 1];
+		outf(&o, "parley_errors_total{code=\"%s\"} %llu\n", codes[i],
+		     n);
+	}
+	metric(&o, "parley_uptime_seconds", "gauge",
+	       "Seconds since this instance started.",
+	       (unsigned long long)(hub_now_ms() - (int64_t)h->started_ms) /
+		   1000);
+	if (o.oom) {
+		free(o.p);
+		return NULL;
+	}
+	*len = o.len;
+	return o.p;
+}
+
+char *stats_health(const hub_t *h, size_t *len, int *status)
+{
+	json_t *j;
+	char *s;
+
+	*status = h->shutting_down ? 503 : 200;
+	j = json_pack(
+	    "{s:s, s:s, s:s, s:I, s:I, s:I, s:{s:I, s:I}, s:{s:s}, s:{s:b, "
+	    "s:[]}}",
+	    "status", h->shutting_down ? "stopping" : "ok", "node",
+	    h->cfg->node, "version", PARLEY_VERSION, "uptime_s",
+	    (json_int_t)((hub_now_ms() - (int64_t)h->started_ms) / 1000),
+	    "connections", (json_int_t)h->n_conns, "subscriptions",
+	    (json_int_t)router_count(h->router), "history", "topics",
+	    (json_int_t)history_topic_count(h->history), "messages",
+	    (json_int_t)history_msg_count(h->history), "redis", "state",
+	    h->cfg->redis_enabled ? "unsupported" : "disabled", "federation",
+	    "enabled", h->cfg->fed_enabled, "peers");
+	if (!j)
+		return NULL;
+	s = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	if (s)
+		*len = strlen(s);
+	return s;
+}
