@@ -10,6 +10,7 @@
 #include "codec.h"
 #include "err.h"
 #include "log.h"
+#include "presence.h"
 #include "ratelimit.h"
 #include "topic.h"
 
@@ -20,8 +21,8 @@ static void send_new(conn_t *c, frame_t *f)
 	frame_unref(f);
 }
 
-static void send_error(conn_t *c, const json_t *id, int err,
-		       const char *reason, const char *topic)
+static void send_error(conn_t *c, const json_t *id, int err, const char *reason,
+		       const char *topic)
 {
 	hub_count_error(c->hub, err);
 	log_info("request_error", "conn=%llu peer=%s code=%s reason=%s",
@@ -34,6 +35,125 @@ void client_identity(const hub_t *h, const auth_user_t *u, char *buf,
 		     size_t len)
 {
 	snprintf(buf, len, "%s@%s", u->name, h->cfg->node);
+}
+
+/* Returns 1 when presence is tracked for the concrete topic. */
+static int presence_enabled(const hub_t *h, const char *topic)
+{
+	const config_patterns_t *p = &h->live->presence_topics;
+
+	for (size_t i = 0; i < p->n; i++)
+		if (topic_match(p->v[i], topic))
+			return 1;
+	return 0;
+}
+
+/* One presence change to announce, and who must not hear it. */
+struct presence_note {
+	const char *topic;    /* Topic of the change. */
+	frame_t *frame;	      /* The presence frame. */
+	const conn_t *except; /* The session that caused it. */
+};
+
+/* Router callback: sends the note to sessions holding the exact topic. */
+static void presence_deliver(void *owner, void *ud)
+{
+	struct presence_note *n = ud;
+	conn_t *c = owner;
+
+	if (c->kind != OWNER_CONN || c == n->except ||
+	    conn_find_sub(c, n->topic) < 0)
+		return;
+	conn_send(c, n->frame);
+}
+
+/* Tells the topic's other subscribers that ident joined or left. */
+static void presence_announce(hub_t *h, const char *topic, const char *ident,
+			      int joined, const conn_t *except)
+{
+	struct presence_note n = {topic, NULL, except};
+	const char *const one[1] = {ident};
+
+	n.frame = codec_presence(topic, joined ? one : NULL, joined ? 1 : 0,
+				 joined ? NULL : one, joined ? 0 : 1);
+	router_match(h->router, topic, presence_deliver, &n);
+	frame_unref(n.frame);
+}
+
+/* Collects the identities present on a topic. */
+struct ident_list {
+	const char **v; /* Borrowed identity strings. */
+	size_t n;	/* Count. */
+	size_t cap;	/* Capacity. */
+};
+
+static void collect_ident(const char *ident, void *ud)
+{
+	struct ident_list *l = ud;
+
+	if (l->n == l->cap) {
+		size_t ncap = l->cap ? l->cap * 2 : 16;
+		const char **nv = realloc(l->v, ncap * sizeof *nv);
+
+		if (!nv)
+			abort();
+		l->v = nv;
+		l->cap = ncap;
+	}
+	l->v[l->n++] = ident;
+}
+
+/* Counts the session's identity on topic, announces it when new, and
+ * sends the session the full list. Returns the identity it holds (owned
+ * by the caller). */
+static char *presence_enter(conn_t *c, const char *topic)
+{
+	struct ident_list l = {0};
+	char who[192];
+	char *as;
+
+	client_identity(c->hub, c->user, who, sizeof who);
+	as = strdup(who);
+	if (!as)
+		abort();
+	if (presence_join(c->hub->presence, topic, as))
+		presence_announce(c->hub, topic, as, 1, c);
+	presence_list(c->hub->presence, topic, collect_ident, &l);
+	send_new(c, codec_presence(topic, l.v, l.n, NULL, 0));
+	free(l.v);
+	return as;
+}
+
+/* Drops one count of ident on topic and announces a departure. Frees
+ * ident. */
+static void presence_exit(hub_t *h, const char *topic, char *ident,
+			  const conn_t *except)
+{
+	if (!ident)
+		return;
+	if (presence_leave(h->presence, topic, ident))
+		presence_announce(h, topic, ident, 0, except);
+	free(ident);
+}
+
+/* Removes subscription i of the session and settles its presence. */
+static void remove_sub(conn_t *c, size_t i)
+{
+	char topic[TOPIC_MAX_BYTES + 1];
+	char *as;
+
+	snprintf(topic, sizeof topic, "%s", router_sub_filter(c->subs[i].rs));
+	as = conn_remove_sub(c, i);
+	presence_exit(c->hub, topic, as, c);
+}
+
+void client_release(conn_t *c)
+{
+	if (!c->hub)
+		return;
+	while (c->n_subs)
+		remove_sub(c, c->n_subs - 1);
+	conn_release(c);
 }
 
 /* A backlog visitor: queues a stored message's frame. */
@@ -57,12 +177,29 @@ static int do_auth(conn_t *c, req_t *r, const char **reason)
 		*reason = "unknown token";
 		return PE_UNAUTHORIZED;
 	}
+	client_identity(h, u, who, sizeof who);
+	/* Presence counts the old identity: hand each topic over. */
+	for (size_t i = 0; i < c->n_subs; i++) {
+		conn_sub_t *cs = &c->subs[i];
+
+		if (!cs->present_as || !strcmp(cs->present_as, who))
+			continue;
+		presence_exit(h, router_sub_filter(cs->rs), cs->present_as, c);
+		cs->present_as = NULL;
+	}
 	c->user = u;
 	c->has_token = 1;
 	client_recheck(c);
-	client_identity(h, u, who, sizeof who);
-	log_info("auth", "conn=%llu peer=%s user=%s",
-		 (unsigned long long)c->id, c->peer, log_str(who));
+	for (size_t i = 0; i < c->n_subs; i++) {
+		conn_sub_t *cs = &c->subs[i];
+		const char *t = router_sub_filter(cs->rs);
+
+		if (!cs->present_as && presence_enabled(h, t) &&
+		    !topic_validate(t, strlen(t)))
+			cs->present_as = presence_enter(c, t);
+	}
+	log_info("auth", "conn=%llu peer=%s user=%s", (unsigned long long)c->id,
+		 c->peer, log_str(who));
 	send_new(c, codec_ok(r->id, "user", who));
 	return 0;
 }
@@ -92,9 +229,9 @@ static int do_sub(conn_t *c, req_t *r, const char **reason)
 		rc = history_parse_cursor(h->history, r->since, &seq);
 		if (rc) {
 			*reason = rc == PE_HISTORY_GAP
-					  ? "cursor is from before a restart: "
-					    "its history is gone"
-					  : "invalid cursor";
+				      ? "cursor is from before a restart: "
+					"its history is gone"
+				      : "invalid cursor";
 			return rc;
 		}
 		rc = history_since(h->history, r->topic, seq, send_backlog, c);
@@ -112,16 +249,20 @@ static int do_sub(conn_t *c, req_t *r, const char **reason)
 	}
 	if (c->state != CONN_OPEN)
 		return 0; /* The backlog overflowed the queue: cut off. */
-	if (conn_find_sub(c, r->topic) < 0) {
-		rc = router_add(h->router, r->topic, c, &s);
-		if (rc)
-			return rc;
-		if (conn_add_sub(c, s)) {
-			router_remove(h->router, s);
-			return PE_NOMEM;
-		}
+	if (conn_find_sub(c, r->topic) >= 0) {
+		send_new(c, codec_ok(r->id, NULL, NULL));
+		return 0;
+	}
+	rc = router_add(h->router, r->topic, c, &s);
+	if (rc)
+		return rc;
+	if (conn_add_sub(c, s, NULL)) {
+		router_remove(h->router, s);
+		return PE_NOMEM;
 	}
 	send_new(c, codec_ok(r->id, NULL, NULL));
+	if (!pattern && presence_enabled(h, r->topic))
+		c->subs[c->n_subs - 1].present_as = presence_enter(c, r->topic);
 	return 0;
 }
 
@@ -130,7 +271,7 @@ static int do_unsub(conn_t *c, req_t *r, const char **reason)
 	int i = conn_find_sub(c, r->topic);
 
 	if (i >= 0)
-		conn_remove_sub(c, (size_t)i);
+		remove_sub(c, (size_t)i);
 	send_new(c, codec_ok(r->id, NULL, NULL));
 	return 0;
 }
@@ -248,7 +389,7 @@ void client_recheck(conn_t *c)
 	size_t i = 0;
 
 	while (i < c->n_subs) {
-		const char *f = router_sub_filter(c->subs[i]);
+		const char *f = router_sub_filter(c->subs[i].rs);
 
 		if (auth_can_subscribe(c->user, f)) {
 			i++;
@@ -257,6 +398,6 @@ void client_recheck(conn_t *c)
 		/* The error frame copies the filter before it is freed. */
 		send_error(c, NULL, PE_FORBIDDEN,
 			   "subscription removed: no longer permitted", f);
-		conn_remove_sub(c, i);
+		remove_sub(c, i);
 	}
 }

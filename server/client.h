@@ -30,6 +30,10 @@ void client_recheck(conn_t *c);
 int client_publish(hub_t *h, auth_user_t *user, const char *topic,
 		   const json_t *body, msg_t **out, const char **reason);
 
+/* Settles the presence a closing session held, then conn_release. Called
+ * from LWS_CALLBACK_CLOSED. */
+void client_release(conn_t *c);
+
 /* Writes "user@node" for u into buf. */
 void client_identity(const hub_t *h, const auth_user_t *u, char *buf,
 		     size_t len);

@@ -74,8 +74,8 @@ static void sb_str(struct sb *b, const char *s)
 
 			sb_put(b, e, 2);
 		} else {
-			char e[6] = {'\\', 'u', '0', '0', hex[c >> 4],
-				     hex[c & 15]};
+			char e[6] = {'\\', 'u',		'0',
+				     '0',  hex[c >> 4], hex[c & 15]};
 
 			sb_put(b, e, 6);
 		}
@@ -280,6 +280,32 @@ frame_t *codec_error(const json_t *id, int err, const char *reason,
 	return sb_frame(&b);
 }
 
+static void sb_str_array(struct sb *b, const char *const *v, size_t n)
+{
+	sb_puts(b, "[");
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			sb_puts(b, ",");
+		sb_str(b, v[i]);
+	}
+	sb_puts(b, "]");
+}
+
+frame_t *codec_presence(const char *topic, const char *const *joined,
+			size_t n_joined, const char *const *left, size_t n_left)
+{
+	struct sb b = {0};
+
+	sb_puts(&b, "{\"op\":\"presence\",\"topic\":");
+	sb_str(&b, topic);
+	sb_puts(&b, ",\"joined\":");
+	sb_str_array(&b, joined, n_joined);
+	sb_puts(&b, ",\"left\":");
+	sb_str_array(&b, left, n_left);
+	sb_puts(&b, "}");
+	return sb_frame(&b);
+}
+
 static void sb_msg(struct sb *b, const msg_t *m, const char *cursor)
 {
 	char num[32];
@@ -310,8 +336,8 @@ frame_t *codec_msg(const msg_t *m, const char *cursor)
 	return sb_frame(&b);
 }
 
-int codec_msg_json(const msg_t *m, const char *cursor, char **buf,
-		   size_t *len, size_t *cap)
+int codec_msg_json(const msg_t *m, const char *cursor, char **buf, size_t *len,
+		   size_t *cap)
 {
 	struct sb b = {*buf, *len, *cap, 0};
 

@@ -13,16 +13,16 @@ enum req_op { REQ_AUTH, REQ_SUB, REQ_UNSUB, REQ_PUB, REQ_PING };
 
 /* One decoded client request. Pointers borrow from root. */
 typedef struct req {
-	json_t *root;        /* The parsed frame (owned; req_free drops). */
-	enum req_op op;      /* Operation. */
-	json_t *id;          /* Request id to echo, or NULL. */
-	const char *topic;   /* sub/unsub/pub: topic or filter. */
-	json_t *body;        /* pub: the body value. */
-	const char *token;   /* auth: the token. */
-	size_t token_len;    /* auth: its length. */
-	const char *since;   /* sub: cursor, or NULL. */
-	long long last;      /* sub: backlog count when has_last. */
-	int has_last;        /* sub: "last" was given. */
+	json_t *root;	   /* The parsed frame (owned; req_free drops). */
+	enum req_op op;	   /* Operation. */
+	json_t *id;	   /* Request id to echo, or NULL. */
+	const char *topic; /* sub/unsub/pub: topic or filter. */
+	json_t *body;	   /* pub: the body value. */
+	const char *token; /* auth: the token. */
+	size_t token_len;  /* auth: its length. */
+	const char *since; /* sub: cursor, or NULL. */
+	long long last;	   /* sub: backlog count when has_last. */
+	int has_last;	   /* sub: "last" was given. */
 } req_t;
 
 /* Decodes one client frame of len bytes. Returns 0, or a negative code
@@ -50,13 +50,18 @@ frame_t *codec_pong(const json_t *id);
 frame_t *codec_error(const json_t *id, int err, const char *reason,
 		     const char *topic);
 
+/* {"op":"presence","topic":…,"joined":[…],"left":[…]}. New frame. */
+frame_t *codec_presence(const char *topic, const char *const *joined,
+			size_t n_joined, const char *const *left,
+			size_t n_left);
+
 /* The "msg" frame of a stored message. New frame. */
 frame_t *codec_msg(const msg_t *m, const char *cursor);
 
 /* Appends the JSON object text of a message (the msg frame's payload) to
  * a growing buffer (*buf, *len, *cap; realloc'd). Returns 0 or PE_NOMEM.
  * Used by the HTTP history answer. */
-int codec_msg_json(const msg_t *m, const char *cursor, char **buf,
-		   size_t *len, size_t *cap);
+int codec_msg_json(const msg_t *m, const char *cursor, char **buf, size_t *len,
+		   size_t *cap);
 
 #endif

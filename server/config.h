@@ -26,6 +26,7 @@ typedef struct config_peer {
 	char *url;                 /* wss:// URL we dial. */
 	config_patterns_t export_; /* What we send them. */
 	config_patterns_t import_; /* What we accept from them. */
+	int relay;                 /* May send messages of other origins. */
 } config_peer_t;
 
 typedef struct config {
@@ -35,6 +36,9 @@ typedef struct config {
 	char *ws_path;        /* WebSocket path, default "/ws". */
 	char *log_level;      /* debug, info, warn or error. */
 	size_t history_length; /* Messages kept per topic. */
+	char *http_root;      /* Web page directory, or NULL for the
+				 installed or source-tree default. */
+	config_patterns_t presence_topics; /* Topics with presence. */
 
 	config_patterns_t anon_subscribe; /* auth.anonymous.subscribe. */
 	config_patterns_t anon_publish;   /* auth.anonymous.publish. */
@@ -49,6 +53,14 @@ typedef struct config {
 	char *fed_key;        /* This node's key (PEM). */
 	config_peer_t *peers; /* federation.peers. */
 	size_t n_peers;
+	char *fed_state_file; /* Where per-peer cursors are saved, or NULL
+				 for "<config dir>/<node>.fedstate". */
+	int fed_ping_ms;      /* Ping interval on links. */
+	int fed_dead_ms;      /* Silence after which a link is dead. */
+	int fed_backoff_min_ms; /* First redial delay. */
+	int fed_backoff_max_ms; /* Largest redial delay. */
+	size_t fed_dedup_window; /* Mids remembered for dedup. */
+	size_t fed_max_queue_bytes; /* Bytes queued per link. */
 
 	int redis_enabled;  /* A "redis" section is present. */
 	char *redis_host;   /* redis.host. */

@@ -27,44 +27,10 @@ void conn_set_state(conn_t *c, enum conn_state s)
 	c->state = s;
 }
 
-static void idle_noop(uv_idle_t *i)
-{
-	(void)i;
-}
-
-static void dirty_add(conn_t *c)
-{
-	hub_t *h = c->hub;
-
-	if (c->dirty)
-		return;
-	c->dirty = 1;
-	c->dirty_next = h->dirty;
-	if (h->dirty)
-		h->dirty->dirty_pprev = &c->dirty_next;
-	c->dirty_pprev = &h->dirty;
-	h->dirty = c;
-	/* An idle handle makes the loop poll without blocking, so frames
-	 * queued from a timer callback are flushed in this pass too. */
-	if (!uv_is_active((uv_handle_t *)&h->flush_idle))
-		uv_idle_start(&h->flush_idle, idle_noop);
-}
-
-static void dirty_remove(conn_t *c)
-{
-	if (!c->dirty)
-		return;
-	*c->dirty_pprev = c->dirty_next;
-	if (c->dirty_next)
-		c->dirty_next->dirty_pprev = c->dirty_pprev;
-	c->dirty = 0;
-	c->dirty_next = NULL;
-	c->dirty_pprev = NULL;
-}
-
 int conn_open(conn_t *c, hub_t *h, struct lws *wsi, auth_user_t *user,
 	      int has_token)
 {
+	c->kind = OWNER_CONN;
 	c->wsi = wsi;
 	c->hub = h;
 	c->state = CONN_OPEN;
@@ -74,6 +40,8 @@ int conn_open(conn_t *c, hub_t *h, struct lws *wsi, auth_user_t *user,
 	c->bucket = h->live->limits.publish_burst;
 	c->bucket_ms = uv_now(h->loop);
 	lws_get_peer_simple(wsi, c->peer, sizeof c->peer);
+	outq_init(&c->out, h, wsi, h->live->limits.max_queue_bytes,
+		  &h->m.bytes_out, &h->m.writes);
 	c->next = h->conns;
 	if (h->conns)
 		h->conns->prev = c;
@@ -83,29 +51,17 @@ int conn_open(conn_t *c, hub_t *h, struct lws *wsi, auth_user_t *user,
 	return 0;
 }
 
-static void queue_clear(conn_t *c)
-{
-	while (c->q_len) {
-		frame_unref(c->q[c->q_head]);
-		c->q_head = (c->q_head + 1) & (c->q_cap - 1);
-		c->q_len--;
-	}
-	c->q_head = 0;
-	c->q_bytes = 0;
-}
-
 void conn_release(conn_t *c)
 {
 	hub_t *h = c->hub;
 
 	if (!h)
 		return; /* Never opened (refused during the handshake). */
-	dirty_remove(c);
-	queue_clear(c);
-	free(c->q);
-	c->q = NULL;
-	for (size_t i = 0; i < c->n_subs; i++)
-		router_remove(h->router, c->subs[i]);
+	outq_release(&c->out);
+	for (size_t i = 0; i < c->n_subs; i++) {
+		router_remove(h->router, c->subs[i].rs);
+		free(c->subs[i].present_as);
+	}
 	free(c->subs);
 	c->subs = NULL;
 	c->n_subs = 0;
@@ -121,29 +77,6 @@ void conn_release(conn_t *c)
 	c->hub = NULL;
 }
 
-/* Appends a frame to the ring, growing it; no limit is checked. */
-static void queue_push(conn_t *c, frame_t *f)
-{
-	if (c->q_len == c->q_cap) {
-		uint32_t ncap = c->q_cap ? c->q_cap * 2 : 16;
-		frame_t **nq = malloc(ncap * sizeof *nq);
-
-		if (!nq)
-			abort();
-		/* Unwrap the ring into the new array. */
-		for (uint32_t i = 0; i < c->q_len; i++)
-			nq[i] = c->q[(c->q_head + i) & (c->q_cap - 1)];
-		free(c->q);
-		c->q = nq;
-		c->q_cap = ncap;
-		c->q_head = 0;
-	}
-	c->q[(c->q_head + c->q_len) & (c->q_cap - 1)] = frame_ref(f);
-	c->q_len++;
-	c->q_bytes += f->len;
-	dirty_add(c);
-}
-
 void conn_close(conn_t *c, int code, const char *reason, int drop_queue)
 {
 	frame_t *f;
@@ -153,12 +86,10 @@ void conn_close(conn_t *c, int code, const char *reason, int drop_queue)
 	conn_set_state(c, CONN_CLOSING);
 	log_info("conn_close", "conn=%llu peer=%s code=%d reason=%s",
 		 (unsigned long long)c->id, c->peer, code, log_str(reason));
-	if (drop_queue) {
-		c->hub->m.dropped_messages += c->q_len;
-		queue_clear(c);
-	}
+	if (drop_queue)
+		c->hub->m.dropped_messages += outq_clear(&c->out);
 	f = frame_new_close(code, reason);
-	queue_push(c, f);
+	outq_push_force(&c->out, f);
 	frame_unref(f);
 	c->close_queued = 1;
 	/* A peer that never reads never takes the close frame: bound it. */
@@ -173,136 +104,54 @@ int conn_send(conn_t *c, frame_t *f)
 		h->m.dropped_messages++;
 		return -1;
 	}
-	if (c->q_bytes + f->len > h->live->limits.max_queue_bytes) {
-		h->m.slow_consumers++;
-		h->m.dropped_messages++;
-		log_warn("slow_consumer",
-			 "conn=%llu peer=%s queued_bytes=%zu queued_frames=%u",
-			 (unsigned long long)c->id, c->peer, c->q_bytes,
-			 c->q_len);
-		conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION,
-			   "slow consumer", 1);
-		return -1;
-	}
-	queue_push(c, f);
-	return 0;
-}
-
-static void queue_pop(conn_t *c, uint32_t n)
-{
-	for (uint32_t i = 0; i < n; i++) {
-		frame_t *f = c->q[c->q_head];
-
-		c->q_bytes -= f->len;
-		frame_unref(f);
-		c->q_head = (c->q_head + 1) & (c->q_cap - 1);
-	}
-	c->q_len -= n;
-	if (!c->q_len)
-		c->q_head = 0;
-}
-
-int conn_flush(conn_t *c)
-{
-	hub_t *h = c->hub;
-	struct lws *wsi = c->wsi;
-
-	while (c->q_len) {
-		frame_t *f = c->q[c->q_head];
-		unsigned char *buf;
-		size_t len;
-		uint32_t k;
-		int n;
-
-		/* lws still holds part of an earlier write: writing now would
-		 * append behind it and misreport the count. Wait for it to
-		 * drain (WRITEABLE comes back to conn_writeable). */
-		if (lws_partial_buffered(wsi)) {
-			if (!c->want_writable) {
-				c->want_writable = 1;
-				lws_callback_on_writable(wsi);
-			}
-			return 0;
-		}
-		if (c->q_len == 1 || f->len >= HUB_GATHER) {
-			/* One frame: write it in place, it has LWS_PRE
-			 * headroom of its own. */
-			buf = f->data;
-			len = f->len;
-			k = 1;
-		} else {
-			buf = h->gather + LWS_PRE;
-			len = 0;
-			for (k = 0; k < c->q_len; k++) {
-				frame_t *g =
-				    c->q[(c->q_head + k) & (c->q_cap - 1)];
-
-				if (len + g->len > HUB_GATHER)
-					break;
-				memcpy(buf + len, g->data, g->len);
-				len += g->len;
-			}
-		}
-		n = lws_write(wsi, buf, len, LWS_WRITE_RAW);
-		h->m.writes++;
-		if (n < (int)len) {
-			log_info("conn_write_failed", "conn=%llu peer=%s",
-				 (unsigned long long)c->id, c->peer);
-			queue_clear(c);
-			conn_set_state(c, CONN_CLOSING);
-			return -1;
-		}
-		h->m.bytes_out += len;
-		queue_pop(c, k);
-	}
-	return 0;
-}
-
-void conn_flush_all(hub_t *h)
-{
-	while (h->dirty) {
-		conn_t *c = h->dirty;
-
-		dirty_remove(c);
-		if (conn_flush(c) < 0)
-			lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK,
-					LWS_TO_KILL_ASYNC);
-	}
-	if (uv_is_active((uv_handle_t *)&h->flush_idle))
-		uv_idle_stop(&h->flush_idle);
+	/* The bound is reloadable: follow the live configuration. */
+	c->out.max_bytes = h->live->limits.max_queue_bytes;
+	if (outq_push(&c->out, f) == 0)
+		return 0;
+	h->m.slow_consumers++;
+	h->m.dropped_messages++;
+	log_warn("slow_consumer",
+		 "conn=%llu peer=%s queued_bytes=%zu queued_frames=%u",
+		 (unsigned long long)c->id, c->peer, c->out.bytes, c->out.len);
+	conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "slow consumer", 1);
+	return -1;
 }
 
 int conn_writeable(conn_t *c)
 {
-	c->want_writable = 0;
-	return conn_flush(c);
+	return outq_writeable(&c->out);
 }
 
-int conn_add_sub(conn_t *c, router_sub_t *s)
+int conn_add_sub(conn_t *c, router_sub_t *s, char *present_as)
 {
 	if (c->n_subs == c->subs_cap) {
 		size_t ncap = c->subs_cap ? c->subs_cap * 2 : 4;
-		router_sub_t **n = realloc(c->subs, ncap * sizeof *n);
+		conn_sub_t *n = realloc(c->subs, ncap * sizeof *n);
 
 		if (!n)
 			return PE_NOMEM;
 		c->subs = n;
 		c->subs_cap = ncap;
 	}
-	c->subs[c->n_subs++] = s;
+	c->subs[c->n_subs].rs = s;
+	c->subs[c->n_subs].present_as = present_as;
+	c->n_subs++;
 	return 0;
 }
 
 int conn_find_sub(const conn_t *c, const char *filter)
 {
 	for (size_t i = 0; i < c->n_subs; i++)
-		if (!strcmp(router_sub_filter(c->subs[i]), filter))
+		if (!strcmp(router_sub_filter(c->subs[i].rs), filter))
 			return (int)i;
 	return -1;
 }
 
-void conn_remove_sub(conn_t *c, size_t i)
+char *conn_remove_sub(conn_t *c, size_t i)
 {
-	router_remove(c->hub->router, c->subs[i]);
+	char *present_as = c->subs[i].present_as;
+
+	router_remove(c->hub->router, c->subs[i].rs);
 	c->subs[i] = c->subs[--c->n_subs];
+	return present_as;
 }

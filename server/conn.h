@@ -11,6 +11,7 @@
 #include "auth.h"
 #include "hub.h"
 #include "msg.h"
+#include "outq.h"
 #include "router.h"
 
 struct lws;
@@ -20,42 +21,43 @@ enum conn_state {
 	CONN_CLOSING,  /* A close was decided: no more reads or queueing. */
 };
 
+/* One subscription of a session. */
+typedef struct conn_sub {
+	router_sub_t *rs; /* Router handle (holds the filter text). */
+	char *present_as; /* Identity counted in presence for this exact
+			     topic, or NULL (owned). */
+} conn_sub_t;
+
 typedef struct conn {
-	struct lws *wsi;        /* The lws connection. */
-	hub_t *hub;             /* Owner of every session. */
-	enum conn_state state;  /* Changed only by conn_set_state. */
-	auth_user_t *user;      /* Identity (in hub->auth); never NULL. */
-	int has_token;          /* 1 when authenticated by a token. */
-	char peer[64];          /* Remote address, for logs. */
-	uint64_t id;            /* Session number, for logs. */
+	int kind;	       /* OWNER_CONN: first, as for every router
+				  owner, so callbacks can tell them apart. */
+	struct lws *wsi;       /* The lws connection. */
+	hub_t *hub;	       /* Owner of every session. */
+	enum conn_state state; /* Changed only by conn_set_state. */
+	auth_user_t *user;     /* Identity (in hub->auth); never NULL. */
+	int has_token;	       /* 1 when authenticated by a token. */
+	char peer[64];	       /* Remote address, for logs. */
+	uint64_t id;	       /* Session number, for logs. */
 
-	frame_t **q;            /* Ring of queued frames (references). */
-	uint32_t q_cap;         /* Ring capacity, a power of two. */
-	uint32_t q_head;        /* Index of the oldest frame. */
-	uint32_t q_len;         /* Frames queued. */
-	size_t q_bytes;         /* Bytes queued. */
-	int dirty;              /* 1 while on hub->dirty. */
-	int want_writable;      /* 1 while waiting for WRITEABLE. */
-	struct conn *dirty_next; /* Next on hub->dirty. */
-	struct conn **dirty_pprev; /* Link pointing at this one. */
-	struct conn *next;      /* Next in hub->conns. */
-	struct conn *prev;      /* Previous in hub->conns. */
+	outq_t out;	   /* Outgoing frames. */
+	struct conn *next; /* Next in hub->conns. */
+	struct conn *prev; /* Previous in hub->conns. */
 
-	char *rx;               /* Reassembly of a fragmented message. */
-	size_t rx_len;          /* Bytes in rx. */
-	size_t rx_cap;          /* Capacity of rx. */
-	int rx_binary;          /* The message being received is binary. */
+	char *rx;      /* Reassembly of a fragmented message. */
+	size_t rx_len; /* Bytes in rx. */
+	size_t rx_cap; /* Capacity of rx. */
+	int rx_binary; /* The message being received is binary. */
 
-	router_sub_t **subs;    /* Subscriptions held (router handles). */
-	size_t n_subs;          /* Count of subs. */
-	size_t subs_cap;        /* Capacity of subs. */
-	uint64_t last_seq;      /* Seq of the last message queued: a message
-				   matching several filters is queued once. */
+	conn_sub_t *subs;  /* Subscriptions held. */
+	size_t n_subs;	   /* Count of subs. */
+	size_t subs_cap;   /* Capacity of subs. */
+	uint64_t last_seq; /* Seq of the last message queued: a message
+			      matching several filters is queued once. */
 
-	double bucket;          /* Publish token bucket level. */
-	uint64_t bucket_ms;     /* Last refill (uv_now). */
+	double bucket;		/* Publish token bucket level. */
+	uint64_t bucket_ms;	/* Last refill (uv_now). */
 	unsigned errors_in_row; /* Bad requests since the last good one. */
-	int close_queued;       /* Our close frame is queued or sent. */
+	int close_queued;	/* Our close frame is queued or sent. */
 } conn_t;
 
 /* Initialises the per-session struct lws allocated (zeroed) for wsi and
@@ -64,8 +66,8 @@ int conn_open(conn_t *c, hub_t *h, struct lws *wsi, auth_user_t *user,
 	      int has_token);
 
 /* Releases everything the session holds (queue, subscriptions, buffers)
- * and unlinks it. Called from LWS_CALLBACK_CLOSED; lws frees the struct
- * right after. */
+ * and unlinks it. Presence must have been settled (client_release).
+ * Called from LWS_CALLBACK_CLOSED; lws frees the struct right after. */
 void conn_release(conn_t *c);
 
 /* Changes the state and logs the transition. */
@@ -86,27 +88,19 @@ int conn_send(conn_t *c, frame_t *f);
  * hub writes it itself.) */
 void conn_close(conn_t *c, int code, const char *reason, int drop_queue);
 
-/* Writes the session's queued frames in batches until its queue is empty
- * or lws buffered a partial write. Returns 0, or -1 when the connection
- * failed (lws will close it). Called from the end-of-pass flush and from
- * WRITEABLE. */
-int conn_flush(conn_t *c);
-
-/* Flushes every dirty session (the uv_check callback body). */
-void conn_flush_all(hub_t *h);
-
 /* Handles LWS_CALLBACK_SERVER_WRITEABLE. Returns -1 to make lws close the
  * connection, else 0. */
 int conn_writeable(conn_t *c);
 
-/* Adds a subscription handle to the session's list. Returns 0 or
- * PE_NOMEM. */
-int conn_add_sub(conn_t *c, router_sub_t *s);
+/* Adds a subscription handle to the session's list; present_as (may be
+ * NULL) moves to the session. Returns 0 or PE_NOMEM (nothing moved). */
+int conn_add_sub(conn_t *c, router_sub_t *s, char *present_as);
 
 /* Finds the session's subscription to filter; returns its index or -1. */
 int conn_find_sub(const conn_t *c, const char *filter);
 
-/* Removes subscription i from the router and the session. */
-void conn_remove_sub(conn_t *c, size_t i);
+/* Removes subscription i from the router and the session. Returns its
+ * present_as (the caller owns it and settles presence), or NULL. */
+char *conn_remove_sub(conn_t *c, size_t i);
 
 #endif

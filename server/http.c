@@ -99,7 +99,8 @@ static int bearer_user(struct lws *wsi, hub_t *h, auth_user_t **user,
 		       int *had_token)
 {
 	char hdr[512];
-	int n = lws_hdr_copy(wsi, hdr, sizeof hdr, WSI_TOKEN_HTTP_AUTHORIZATION);
+	int n =
+	    lws_hdr_copy(wsi, hdr, sizeof hdr, WSI_TOKEN_HTTP_AUTHORIZATION);
 
 	*had_token = 0;
 	if (n <= 0) {
@@ -278,6 +279,70 @@ static int do_static_text(struct lws *wsi, http_session_t *s, char *body,
 	return respond(wsi, s, (unsigned)status, ctype, body, len);
 }
 
+/* Returns the MIME type for a file name, or NULL for types not served. */
+static const char *mime_of(const char *path)
+{
+	static const char *const map[][2] = {
+	    {".html", "text/html; charset=utf-8"},
+	    {".js", "text/javascript; charset=utf-8"},
+	    {".css", "text/css; charset=utf-8"},
+	    {".svg", "image/svg+xml"},
+	    {".png", "image/png"},
+	    {".ico", "image/x-icon"},
+	    {".json", "application/json"},
+	    {".txt", "text/plain; charset=utf-8"}};
+	const char *dot = strrchr(path, '.');
+
+	if (!dot)
+		return NULL;
+	for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+		if (!strcmp(dot, map[i][0]))
+			return map[i][1];
+	return NULL;
+}
+
+/* Serves a file of the web root. Only plain names are accepted (letters,
+ * digits, '-', '_', '.', '/' without ".." or hidden files), so a request
+ * can never leave the root. */
+static int serve_file(struct lws *wsi, http_session_t *s, const char *path)
+{
+	/* The page talks to this hub only and never runs inline script. */
+	static const char headers[] =
+	    "content-security-policy: default-src 'self'; connect-src 'self' "
+	    "ws: wss:; img-src 'self' data:; style-src 'self'; "
+	    "script-src 'self'; frame-ancestors 'none'\r\n"
+	    "x-content-type-options: nosniff\r\n"
+	    "referrer-policy: no-referrer\r\n";
+	hub_t *h = hub_of(wsi);
+	char full[1024];
+	const char *mime;
+	int n;
+
+	if (!strcmp(path, "/"))
+		path = "/index.html";
+	for (const char *p = path; *p; p++) {
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' ||
+		      *p == '.' || *p == '/'))
+			return respond_error(wsi, s, PE_NOT_FOUND,
+					     "no such resource");
+		if (*p == '.' && p[-1] == '/')
+			return respond_error(wsi, s, PE_NOT_FOUND,
+					     "no such resource");
+	}
+	mime = mime_of(path);
+	if (!mime || !h->webroot ||
+	    snprintf(full, sizeof full, "%s%s", h->webroot, path) >=
+		(int)sizeof full)
+		return respond_error(wsi, s, PE_NOT_FOUND, "no such resource");
+	n = lws_serve_http_file(wsi, full, mime, headers, sizeof headers - 1);
+	if (n < 0)
+		return -1;
+	if (n > 0 && lws_http_transaction_completed(wsi))
+		return -1;
+	return 0;
+}
+
 static int on_request(struct lws *wsi, http_session_t *s, const char *path)
 {
 	hub_t *h = hub_of(wsi);
@@ -319,7 +384,7 @@ static int on_request(struct lws *wsi, http_session_t *s, const char *path)
 	}
 	if (!strcmp(path, "/v1/history"))
 		return do_history(wsi, s);
-	return respond_error(wsi, s, PE_NOT_FOUND, "no such resource");
+	return serve_file(wsi, s, path);
 }
 
 static int on_body(struct lws *wsi, http_session_t *s, const void *in,
@@ -384,8 +449,8 @@ static void session_reset(http_session_t *s)
 	memset(s, 0, sizeof *s);
 }
 
-int http_callback(struct lws *wsi, enum lws_callback_reasons reason,
-		  void *user, void *in, size_t len)
+int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+		  void *in, size_t len)
 {
 	http_session_t *s = user;
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "client.h"
@@ -13,6 +14,27 @@
 #include "conn.h"
 #include "err.h"
 #include "log.h"
+#include "presence.h"
+
+/* Picks the web page directory: the configured one, else the installed
+ * one, else the source tree's (for running from a build directory). */
+static char *find_webroot(const config_t *cfg)
+{
+	struct stat st;
+	const char *dir = cfg->http_root;
+
+	if (!dir) {
+		dir = PARLEY_WEBROOT_INSTALLED;
+		if (stat(dir, &st) || !S_ISDIR(st.st_mode))
+			dir = PARLEY_WEBROOT_SOURCE;
+	}
+	if (stat(dir, &st) || !S_ISDIR(st.st_mode)) {
+		log_warn("webroot_missing", "dir=%s note=\"GET / will be 404\"",
+			 log_str(dir));
+		return NULL;
+	}
+	return strdup(dir);
+}
 
 int64_t hub_now_ms(void)
 {
@@ -35,6 +57,8 @@ hub_t *hub_new(uv_loop_t *loop, config_t *cfg, const char *config_path)
 	h->config_path = strdup(config_path ? config_path : "");
 	h->auth = auth_new(cfg);
 	h->router = router_new();
+	h->presence = presence_new();
+	h->webroot = find_webroot(cfg);
 	h->started_ms = (uint64_t)hub_now_ms();
 	h->history = history_new(cfg->history_length, h->started_ms);
 	h->gather = malloc(LWS_PRE + HUB_GATHER);
@@ -55,6 +79,8 @@ void hub_free(hub_t *h)
 	if (!h)
 		return;
 	router_free(h->router);
+	presence_free(h->presence);
+	free(h->webroot);
 	history_free(h->history);
 	auth_free(h->auth);
 	if (h->live != h->cfg)
@@ -92,7 +118,7 @@ static void deliver(void *owner, void *ud)
 	conn_t *c = owner;
 	msg_t *m = ud;
 
-	if (c->last_seq == m->seq)
+	if (c->kind != OWNER_CONN || c->last_seq == m->seq)
 		return;
 	c->last_seq = m->seq;
 	if (conn_send(c, m->frame) == 0)
@@ -130,46 +156,9 @@ void hub_count_error(hub_t *h, int err)
 		h->m.errors[i]++;
 }
 
-static int str_differs(const char *a, const char *b)
-{
-	return (a || b) && (!a || !b || strcmp(a, b));
-}
-
-/* Logs keys that changed in the file but only take effect on restart. */
-static void warn_static_changes(const config_t *o, const config_t *n)
-{
-	const char *k = NULL;
-
-	if (str_differs(o->node, n->node))
-		k = "node";
-	else if (str_differs(o->listen_host, n->listen_host) ||
-		 o->listen_port != n->listen_port ||
-		 str_differs(o->ws_path, n->ws_path))
-		k = "listen";
-	else if (o->history_length != n->history_length)
-		k = "history.length";
-	else if (o->redis_enabled != n->redis_enabled ||
-		 str_differs(o->redis_host, n->redis_host) ||
-		 o->redis_port != n->redis_port ||
-		 str_differs(o->redis_prefix, n->redis_prefix))
-		k = "redis";
-	else if (o->fed_enabled != n->fed_enabled ||
-		 str_differs(o->fed_host, n->fed_host) ||
-		 o->fed_port != n->fed_port ||
-		 str_differs(o->fed_ca, n->fed_ca) ||
-		 str_differs(o->fed_cert, n->fed_cert) ||
-		 str_differs(o->fed_key, n->fed_key))
-		k = "federation.listen/ca/cert/key";
-	if (k)
-		log_warn("reload_needs_restart",
-			 "key=%s note=\"changed in the file; kept until "
-			 "restart\"",
-			 k);
-}
-
 int hub_reload(hub_t *h)
 {
-	char err[512];
+	char err[512], changed[512];
 	config_t *n;
 	auth_t *na;
 	enum log_level lvl;
@@ -178,12 +167,17 @@ int hub_reload(hub_t *h)
 	rc = config_load(h->config_path, &n, err, sizeof err);
 	if (rc) {
 		h->m.reload_failures++;
-		log_error("reload_failed", "error=%s note=\"running "
-					   "configuration kept\"",
+		log_error("reload_failed",
+			  "error=%s note=\"running "
+			  "configuration kept\"",
 			  log_str(err));
 		return rc;
 	}
-	warn_static_changes(h->cfg, n);
+	if (config_keep_fixed(n, h->cfg, changed, sizeof changed))
+		log_warn("reload_needs_restart",
+			 "keys=%s note=\"changed in the file; running values "
+			 "kept until restart\"",
+			 log_str(changed));
 	na = auth_new(n);
 	if (!na)
 		abort();

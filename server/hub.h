@@ -13,64 +13,70 @@
 #include "msg.h"
 #include "router.h"
 
+/* The first field of every router owner, so a match callback can tell a
+ * client session from a peer link. */
+enum owner_kind { OWNER_CONN = 1, OWNER_PEER = 2 };
+
 struct lws_context;
 struct lws_vhost;
 struct conn;
 
 /* Counters exported by /metrics. Monotonic unless noted. */
 typedef struct hub_metrics {
-	uint64_t connections_total;     /* Client sessions opened. */
-	uint64_t connections_rejected;  /* Handshakes refused. */
-	uint64_t messages_in_ws;        /* Publishes accepted over parley.v1. */
-	uint64_t messages_in_http;      /* Publishes accepted over HTTP. */
-	uint64_t messages_out;          /* Deliveries queued to clients. */
-	uint64_t bytes_in;              /* Client frame bytes received. */
-	uint64_t bytes_out;             /* Bytes handed to lws_write. */
-	uint64_t writes;                /* lws_write calls on the fast path. */
-	uint64_t backlog_messages;      /* Messages sent as sub backlog. */
-	uint64_t slow_consumers;        /* Connections cut for a full queue. */
-	uint64_t dropped_messages;      /* Deliveries dropped (closing or
-					   cut-off receivers). */
-	uint64_t errors[32];            /* Error frames sent, by err code
-					   index (err - PE__FIRST - 1). */
-	uint64_t reloads;               /* Successful SIGHUP reloads. */
-	uint64_t reload_failures;       /* Rejected SIGHUP reloads. */
+	uint64_t connections_total;    /* Client sessions opened. */
+	uint64_t connections_rejected; /* Handshakes refused. */
+	uint64_t messages_in_ws;       /* Publishes accepted over parley.v1. */
+	uint64_t messages_in_http;     /* Publishes accepted over HTTP. */
+	uint64_t messages_out;	       /* Deliveries queued to clients. */
+	uint64_t bytes_in;	       /* Client frame bytes received. */
+	uint64_t bytes_out;	       /* Bytes handed to lws_write. */
+	uint64_t writes;	       /* lws_write calls on the fast path. */
+	uint64_t backlog_messages;     /* Messages sent as sub backlog. */
+	uint64_t slow_consumers;       /* Connections cut for a full queue. */
+	uint64_t dropped_messages;     /* Deliveries dropped (closing or
+					  cut-off receivers). */
+	uint64_t errors[32];	       /* Error frames sent, by err code
+					  index (err - PE__FIRST - 1). */
+	uint64_t reloads;	       /* Successful SIGHUP reloads. */
+	uint64_t reload_failures;      /* Rejected SIGHUP reloads. */
 } hub_metrics_t;
 
 typedef struct hub {
-	uv_loop_t *loop;          /* The one loop of this process. */
-	config_t *cfg;            /* Configuration loaded at start; its
-				     non-reloadable keys are the ones used. */
-	config_t *live;           /* Latest loaded configuration (== cfg
-				     until the first reload); reloadable keys
-				     (auth, limits) come from here. */
-	char *config_path;        /* File reloaded on SIGHUP. */
-	auth_t *auth;             /* Built from live. */
-	router_t *router;         /* Local client subscriptions. */
-	history_t *history;       /* Stored messages. */
-	struct lws_context *lws;  /* NULL once destroyed. */
-	struct lws_vhost *vhost;  /* Client listener. */
+	uv_loop_t *loop;	   /* The one loop of this process. */
+	config_t *cfg;		   /* Configuration loaded at start; its
+				      non-reloadable keys are the ones used. */
+	config_t *live;		   /* Latest loaded configuration (== cfg
+				      until the first reload); reloadable keys
+				      (auth, limits) come from here. */
+	char *config_path;	   /* File reloaded on SIGHUP. */
+	auth_t *auth;		   /* Built from live. */
+	router_t *router;	   /* Local client subscriptions. */
+	history_t *history;	   /* Stored messages. */
+	struct presence *presence; /* Who is on which topic. */
+	char *webroot;		   /* Directory of the web page files. */
+	struct lws_context *lws;   /* NULL once destroyed. */
+	struct lws_vhost *vhost;   /* Client listener. */
 
-	struct conn *conns;       /* Every open client session (list). */
-	size_t n_conns;           /* Length of conns. */
-	struct conn *dirty;       /* Sessions with queued frames to flush. */
-	unsigned char *gather;    /* Batch buffer (LWS_PRE + HUB_GATHER). */
+	struct conn *conns;    /* Every open client session (list). */
+	size_t n_conns;	       /* Length of conns. */
+	struct outq *dirty;    /* Queues with frames to flush. */
+	unsigned char *gather; /* Batch buffer (LWS_PRE + HUB_GATHER). */
 
-	uv_check_t flush_check;   /* End-of-pass flush of dirty sessions. */
-	uv_idle_t flush_idle;     /* Keeps the loop from sleeping while
-				     frames wait (only while dirty). */
-	uv_signal_t sig_term;     /* Graceful shutdown. */
-	uv_signal_t sig_int;      /* Graceful shutdown. */
-	uv_signal_t sig_hup;      /* Reload. */
+	uv_check_t flush_check;	   /* End-of-pass flush of dirty sessions. */
+	uv_idle_t flush_idle;	   /* Keeps the loop from sleeping while
+				      frames wait (only while dirty). */
+	uv_signal_t sig_term;	   /* Graceful shutdown. */
+	uv_signal_t sig_int;	   /* Graceful shutdown. */
+	uv_signal_t sig_hup;	   /* Reload. */
 	uv_timer_t shutdown_timer; /* Waits for sessions to close. */
-	int shutting_down;        /* 1 once SIGTERM/SIGINT arrived. */
-	uint64_t shutdown_start;  /* uv_now when shutdown began. */
-	int exit_code;            /* Returned by hub_run. */
+	int shutting_down;	   /* 1 once SIGTERM/SIGINT arrived. */
+	uint64_t shutdown_start;   /* uv_now when shutdown began. */
+	int exit_code;		   /* Returned by hub_run. */
 
-	uint64_t mid_rand;        /* Random part of this process's mids. */
-	uint64_t mid_counter;     /* Increments per mid. */
-	uint64_t started_ms;      /* Wall clock at start. */
-	hub_metrics_t m;          /* Counters. */
+	uint64_t mid_rand;    /* Random part of this process's mids. */
+	uint64_t mid_counter; /* Increments per mid. */
+	uint64_t started_ms;  /* Wall clock at start. */
+	hub_metrics_t m;      /* Counters. */
 } hub_t;
 
 /* Largest batch gathered into one write. */

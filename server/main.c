@@ -14,15 +14,16 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: parleyd -c FILE          run a hub\n"
-		"       parleyd --check -c FILE  validate FILE and exit\n"
-		"       parleyd --hash-token [TOKEN]\n"
-		"                                print the token_sha256 of "
-		"TOKEN\n"
-		"                                (read from stdin when "
-		"omitted)\n"
-		"       parleyd --version\n");
+	fprintf(f, "usage: parleyd -c FILE          run a hub\n"
+		   "       parleyd --check -c FILE  validate FILE and exit\n"
+		   "       parleyd --hash-token [TOKEN]\n"
+		   "                                print the token_sha256 of "
+		   "TOKEN\n"
+		   "                                (read from stdin when "
+		   "omitted)\n"
+		   "       parleyd --config-docs    print the table of "
+		   "configuration keys\n"
+		   "       parleyd --version\n");
 }
 
 static int hash_token(const char *arg)
@@ -55,6 +56,7 @@ int main(int argc, char **argv)
 	    {"check", no_argument, NULL, 'k'},
 	    {"hash-token", no_argument, NULL, 't'},
 	    {"version", no_argument, NULL, 'V'},
+	    {"config-docs", no_argument, NULL, 'D'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0}};
 	const char *path = NULL;
@@ -75,6 +77,9 @@ int main(int argc, char **argv)
 		case 't':
 			hash = 1;
 			break;
+		case 'D':
+			config_write_docs(stdout);
+			return 0;
 		case 'V':
 			printf("parleyd %s\n", PARLEY_VERSION);
 			return 0;

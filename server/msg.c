@@ -33,7 +33,8 @@ frame_t *frame_new_text(const char *payload, size_t len)
 	} else {
 		p[1] = 127;
 		for (int i = 0; i < 8; i++)
-			p[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
+			p[2 + i] =
+			    (unsigned char)((uint64_t)len >> (56 - 8 * i));
 	}
 	memcpy(p + hdr, payload, len);
 	return f;

@@ -11,8 +11,8 @@
  * at least LWS_PRE bytes of writable headroom before data. Shared by every
  * receiver; freed by the last frame_unref. */
 typedef struct frame {
-	uint32_t refs;       /* Holders: messages, connection queues. */
-	uint32_t len;        /* Bytes from data: header + payload. */
+	uint32_t refs;	     /* Holders: messages, connection queues. */
+	uint32_t len;	     /* Bytes from data: header + payload. */
 	unsigned char *data; /* First byte of the WebSocket header. */
 	size_t payload_len;  /* Bytes of payload at the end of data. */
 } frame_t;
@@ -35,23 +35,22 @@ void frame_unref(frame_t *f);
 const char *frame_payload(const frame_t *f);
 
 typedef struct msg {
-	uint32_t refs;  /* Holders: history, in-flight publish, backlog. */
-	uint64_t seq;   /* Position in this node's history; 0 until stored. */
-	int64_t ts;     /* Milliseconds since the epoch, set by the origin. */
+	uint32_t refs; /* Holders: history, in-flight publish, backlog. */
+	uint64_t seq;  /* Position in this node's history; 0 until stored. */
+	int64_t ts;    /* Milliseconds since the epoch, set by the origin. */
 	const char *topic;  /* All strings live in the same allocation. */
 	const char *mid;    /* Globally unique message id. */
 	const char *origin; /* Node that accepted it. */
 	const char *from;   /* user@node of the author. */
 	const char *body;   /* Compact JSON text of the body, NUL-terminated. */
 	size_t body_len;    /* strlen(body). */
-	frame_t *frame;     /* Encoded client "msg" frame, or NULL until set. */
+	frame_t *frame;	    /* Encoded client "msg" frame, or NULL until set. */
 } msg_t;
 
 /* Returns a new message (refs = 1, seq = 0, no frame) holding copies of the
  * strings. Aborts on out-of-memory. */
 msg_t *msg_new(const char *topic, const char *mid, const char *origin,
-	       const char *from, int64_t ts, const char *body,
-	       size_t body_len);
+	       const char *from, int64_t ts, const char *body, size_t body_len);
 
 /* Takes one more reference; returns m. */
 msg_t *msg_ref(msg_t *m);

@@ -10,6 +10,7 @@
 #include "conn.h"
 #include "http.h"
 #include "log.h"
+#include "outq.h"
 #include "ws.h"
 
 /* Milliseconds sessions get to close before the context is destroyed. */
@@ -20,8 +21,7 @@ static const struct lws_protocols protocols[] = {
     {"http", http_callback, sizeof(http_session_t), 0, 0, NULL, 0},
     /* rx_buffer_size bounds per-connection memory; tx_packet_size lets one
      * batched write carry a whole gather buffer (PERFORMANCE.md). */
-    {"parley.v1", ws_callback, sizeof(conn_t), 8192, 0, NULL,
-     HUB_GATHER + 64},
+    {"parley.v1", ws_callback, sizeof(conn_t), 8192, 0, NULL, HUB_GATHER + 64},
     {NULL, NULL, 0, 0, 0, NULL, 0}};
 
 static void lws_log_emit(int level, const char *line)
@@ -41,7 +41,7 @@ static void on_check(uv_check_t *t)
 {
 	hub_t *h = t->data;
 
-	conn_flush_all(h);
+	outq_flush_all(h);
 }
 
 static void close_handle(uv_handle_t *hd)
@@ -70,8 +70,8 @@ static void on_shutdown_tick(uv_timer_t *t)
 {
 	hub_t *h = t->data;
 
-	if (!h->n_conns || uv_now(h->loop) - h->shutdown_start >=
-			       SHUTDOWN_GRACE_MS)
+	if (!h->n_conns ||
+	    uv_now(h->loop) - h->shutdown_start >= SHUTDOWN_GRACE_MS)
 		finish(h);
 }
 
@@ -93,8 +93,8 @@ static void on_signal(uv_signal_t *s, int signum)
 	log_info("shutdown", "step=closing signal=%d connections=%zu", signum,
 		 h->n_conns);
 	for (conn_t *c = h->conns; c; c = c->next)
-		conn_close(c, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down",
-			   0);
+		conn_close(c, LWS_CLOSE_STATUS_GOINGAWAY,
+			   "server shutting down", 0);
 	uv_timer_start(&h->shutdown_timer, on_shutdown_tick, 0, 50);
 }
 
@@ -118,7 +118,8 @@ static int start_lws(hub_t *h)
 	ci.port = CONTEXT_PORT_NO_LISTEN;
 	h->lws = lws_create_context(&ci);
 	if (!h->lws) {
-		log_error("start_failed", "reason=\"lws_create_context failed\"");
+		log_error("start_failed",
+			  "reason=\"lws_create_context failed\"");
 		return -1;
 	}
 
@@ -129,8 +130,8 @@ static int start_lws(hub_t *h)
 	/* lws takes NULL for every address; a literal binds that address. */
 	vi.iface = (!strcmp(host, "0.0.0.0") || !strcmp(host, "::") ||
 		    !strcmp(host, "*"))
-			   ? NULL
-			   : host;
+		       ? NULL
+		       : host;
 	vi.protocols = protocols;
 	vi.extensions = NULL; /* No permessage-deflate: frames are raw. */
 	vi.alpn = "http/1.1"; /* Never WebSocket over HTTP/2. */
@@ -138,8 +139,9 @@ static int start_lws(hub_t *h)
 	vi.keepalive_timeout = 15;
 	h->vhost = lws_create_vhost(h->lws, &vi);
 	if (!h->vhost) {
-		log_error("start_failed", "reason=\"cannot listen\" host=%s "
-					  "port=%d",
+		log_error("start_failed",
+			  "reason=\"cannot listen\" host=%s "
+			  "port=%d",
 			  log_str(host), h->cfg->listen_port);
 		return -1;
 	}

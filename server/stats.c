@@ -18,7 +18,7 @@ struct out {
 };
 
 static void outf(struct out *o, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 static void outf(struct out *o, const char *fmt, ...)
 {
@@ -60,9 +60,9 @@ static void metric(struct out *o, const char *name, const char *type,
 char *stats_metrics(const hub_t *h, size_t *len)
 {
 	static const char *const codes[] = {
-	    "bad_json",     "bad_request", "unauthorized", "forbidden",
-	    "too_large",    "rate_limited", "unknown_op",  "history_gap",
-	    "unavailable",  "not_found",   "internal"};
+	    "bad_json",	   "bad_request",  "unauthorized", "forbidden",
+	    "too_large",   "rate_limited", "unknown_op",   "history_gap",
+	    "unavailable", "not_found",	   "internal"};
 	const hub_metrics_t *m = &h->m;
 	struct out o = {malloc(4096), 0, 4096, 0};
 	size_t queued = 0, queued_frames = 0;
@@ -70,8 +70,8 @@ char *stats_metrics(const hub_t *h, size_t *len)
 	if (!o.p)
 		return NULL;
 	for (const conn_t *c = h->conns; c; c = c->next) {
-		queued += c->q_bytes;
-		queued_frames += c->q_len;
+		queued += c->out.bytes;
+		queued_frames += c->out.len;
 	}
 	metric(&o, "parley_connections", "gauge",
 	       "Open client WebSocket sessions.", h->n_conns);
@@ -81,10 +81,11 @@ char *stats_metrics(const hub_t *h, size_t *len)
 	       "WebSocket handshakes refused.", m->connections_rejected);
 	metric(&o, "parley_subscriptions", "gauge",
 	       "Client subscriptions held.", router_count(h->router));
-	outf(&o, "# HELP parley_messages_in_total Messages accepted, by "
-		 "path.\n# TYPE parley_messages_in_total counter\n"
-		 "parley_messages_in_total{path=\"ws\"} %llu\n"
-		 "parley_messages_in_total{path=\"http\"} %llu\n",
+	outf(&o,
+	     "# HELP parley_messages_in_total Messages accepted, by "
+	     "path.\n# TYPE parley_messages_in_total counter\n"
+	     "parley_messages_in_total{path=\"ws\"} %llu\n"
+	     "parley_messages_in_total{path=\"http\"} %llu\n",
 	     (unsigned long long)m->messages_in_ws,
 	     (unsigned long long)m->messages_in_http);
 	metric(&o, "parley_messages_out_total", "counter",

@@ -190,7 +190,7 @@ int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		if (c->hub)
 			log_info("conn_closed", "conn=%llu peer=%s",
 				 (unsigned long long)c->id, c->peer);
-		conn_release(c);
+		client_release(c);
 		return 0;
 	default:
 		return 0;

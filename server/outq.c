@@ -1,0 +1,194 @@
+/* outq.c: bounded queues of shared frames and the batched end-of-pass
+ * flush (see outq.h). */
+#include "outq.h"
+
+#include <libwebsockets.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hub.h"
+
+static void idle_noop(uv_idle_t *i)
+{
+	(void)i;
+}
+
+static void dirty_add(outq_t *q)
+{
+	hub_t *h = q->hub;
+
+	if (q->dirty)
+		return;
+	q->dirty = 1;
+	q->dirty_next = h->dirty;
+	if (h->dirty)
+		h->dirty->dirty_pprev = &q->dirty_next;
+	q->dirty_pprev = &h->dirty;
+	h->dirty = q;
+	/* An idle handle makes the loop poll without blocking, so frames
+	 * queued from a timer callback are flushed in this pass too. */
+	if (!uv_is_active((uv_handle_t *)&h->flush_idle))
+		uv_idle_start(&h->flush_idle, idle_noop);
+}
+
+static void dirty_remove(outq_t *q)
+{
+	if (!q->dirty)
+		return;
+	*q->dirty_pprev = q->dirty_next;
+	if (q->dirty_next)
+		q->dirty_next->dirty_pprev = q->dirty_pprev;
+	q->dirty = 0;
+	q->dirty_next = NULL;
+	q->dirty_pprev = NULL;
+}
+
+void outq_init(outq_t *q, struct hub *h, struct lws *wsi, size_t max_bytes,
+	       uint64_t *bytes_out, uint64_t *writes)
+{
+	q->wsi = wsi;
+	q->hub = h;
+	q->max_bytes = max_bytes;
+	q->bytes_out = bytes_out;
+	q->writes = writes;
+}
+
+void outq_push_force(outq_t *q, frame_t *f)
+{
+	if (q->len == q->cap) {
+		uint32_t ncap = q->cap ? q->cap * 2 : 16;
+		frame_t **n = malloc(ncap * sizeof *n);
+
+		if (!n)
+			abort();
+		/* Unwrap the ring into the new array. */
+		for (uint32_t i = 0; i < q->len; i++)
+			n[i] = q->ring[(q->head + i) & (q->cap - 1)];
+		free(q->ring);
+		q->ring = n;
+		q->cap = ncap;
+		q->head = 0;
+	}
+	q->ring[(q->head + q->len) & (q->cap - 1)] = frame_ref(f);
+	q->len++;
+	q->bytes += f->len;
+	dirty_add(q);
+}
+
+int outq_push(outq_t *q, frame_t *f)
+{
+	if (q->failed || q->bytes + f->len > q->max_bytes)
+		return -1;
+	outq_push_force(q, f);
+	return 0;
+}
+
+static void pop(outq_t *q, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		frame_t *f = q->ring[q->head];
+
+		q->bytes -= f->len;
+		frame_unref(f);
+		q->head = (q->head + 1) & (q->cap - 1);
+	}
+	q->len -= n;
+	if (!q->len)
+		q->head = 0;
+}
+
+uint32_t outq_clear(outq_t *q)
+{
+	uint32_t n = q->len;
+
+	pop(q, n);
+	return n;
+}
+
+int outq_flush(outq_t *q)
+{
+	hub_t *h = q->hub;
+
+	while (q->len) {
+		frame_t *f = q->ring[q->head];
+		unsigned char *buf;
+		size_t len;
+		uint32_t k;
+		int n;
+
+		/* lws still holds part of an earlier write: writing now would
+		 * queue behind it and misreport the count. Wait for it to
+		 * drain; WRITEABLE brings us back. */
+		if (lws_partial_buffered(q->wsi)) {
+			if (!q->want_writable) {
+				q->want_writable = 1;
+				lws_callback_on_writable(q->wsi);
+			}
+			return 0;
+		}
+		if (q->len == 1 || f->len >= HUB_GATHER) {
+			/* One frame: written in place, it has LWS_PRE
+			 * headroom of its own. */
+			buf = f->data;
+			len = f->len;
+			k = 1;
+		} else {
+			buf = h->gather + LWS_PRE;
+			len = 0;
+			for (k = 0; k < q->len; k++) {
+				frame_t *g =
+				    q->ring[(q->head + k) & (q->cap - 1)];
+
+				if (len + g->len > HUB_GATHER)
+					break;
+				memcpy(buf + len, g->data, g->len);
+				len += g->len;
+			}
+		}
+		n = lws_write(q->wsi, buf, len, LWS_WRITE_RAW);
+		if (q->writes)
+			(*q->writes)++;
+		if (n < (int)len) {
+			outq_clear(q);
+			q->failed = 1;
+			return -1;
+		}
+		if (q->bytes_out)
+			*q->bytes_out += len;
+		pop(q, k);
+		if (!q->len && q->on_drain)
+			q->on_drain(q);
+	}
+	return 0;
+}
+
+void outq_flush_all(struct hub *h)
+{
+	while (h->dirty) {
+		outq_t *q = h->dirty;
+
+		dirty_remove(q);
+		if (outq_flush(q) < 0)
+			lws_set_timeout(q->wsi, PENDING_TIMEOUT_USER_OK,
+					LWS_TO_KILL_ASYNC);
+	}
+	if (uv_is_active((uv_handle_t *)&h->flush_idle))
+		uv_idle_stop(&h->flush_idle);
+}
+
+int outq_writeable(outq_t *q)
+{
+	q->want_writable = 0;
+	if (q->failed)
+		return -1;
+	return outq_flush(q);
+}
+
+void outq_release(outq_t *q)
+{
+	dirty_remove(q);
+	outq_clear(q);
+	free(q->ring);
+	q->ring = NULL;
+	q->cap = 0;
+}
