@@ -423,6 +423,28 @@ int history_since(const history_t *h, const char *filter, uint64_t seq,
 	return 0;
 }
 
+size_t history_range(const history_t *h, uint64_t seq, size_t max, int *gap,
+		     history_visit_fn fn, void *ud)
+{
+	struct run *runs;
+	size_t nruns, total, k, iter = 0;
+	const char *key;
+	void *value;
+	msg_t **msgs;
+
+	*gap = 0;
+	while (strmap_next(h->topics, &iter, &key, &value))
+		if (((const struct ring *)value)->evicted > seq)
+			*gap = 1;
+	matching_runs(h, "#", seq, false, &runs, &nruns, &total);
+	k = max < total ? max : total;
+	msgs = xmalloc((k ? k : 1) * sizeof *msgs);
+	merge(runs, nruns, false, msgs, k);
+	free(runs);
+	visit_all(msgs, k, fn, ud);
+	return k;
+}
+
 msg_t *history_find_mid(const history_t *h, const char *mid)
 {
 	return strmap_get(h->mids, mid);

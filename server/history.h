@@ -43,8 +43,7 @@ void history_cursor(const history_t *h, uint64_t seq, char *buf);
 /* Parses a cursor. Returns 0 and *seq; PE_BAD_CURSOR when malformed or
  * beyond the last assigned seq; PE_HISTORY_GAP when it comes from another
  * epoch (a previous process), whose messages are gone. */
-int history_parse_cursor(const history_t *h, const char *cursor,
-			 uint64_t *seq);
+int history_parse_cursor(const history_t *h, const char *cursor, uint64_t *seq);
 
 /* Visits the n most recent messages (in total, not per topic) of all
  * topics matching filter (a topic or a pattern), oldest first. Returns
@@ -57,6 +56,12 @@ size_t history_last(const history_t *h, const char *filter, size_t n,
  * message after seq on a matching topic has already been evicted. */
 int history_since(const history_t *h, const char *filter, uint64_t seq,
 		  history_visit_fn fn, void *ud);
+
+/* Visits at most max stored messages after seq, of every topic, oldest
+ * first (a replay batch). Sets *gap when a message after seq was already
+ * evicted from some topic. Returns the number visited. */
+size_t history_range(const history_t *h, uint64_t seq, size_t max, int *gap,
+		     history_visit_fn fn, void *ud);
 
 /* Returns the stored message with this mid, or NULL (borrowed). */
 msg_t *history_find_mid(const history_t *h, const char *mid);

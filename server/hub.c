@@ -13,6 +13,7 @@
 #include "codec.h"
 #include "conn.h"
 #include "err.h"
+#include "fed.h"
 #include "log.h"
 #include "presence.h"
 
@@ -78,6 +79,7 @@ void hub_free(hub_t *h)
 {
 	if (!h)
 		return;
+	fed_free(h->fed);
 	router_free(h->router);
 	presence_free(h->presence);
 	free(h->webroot);
@@ -125,11 +127,29 @@ static void deliver(void *owner, void *ud)
 		c->hub->m.messages_out++;
 }
 
+int hub_accept(hub_t *h, msg_t *m)
+{
+	char cursor[HISTORY_CURSOR_MAX];
+
+	if (h->shutting_down)
+		return PE_UNAVAILABLE;
+	history_append(h->history, m);
+	history_cursor(h->history, m->seq, cursor);
+	m->frame = codec_msg(m, cursor);
+	router_match(h->router, m->topic, deliver, m);
+	if (h->fed) {
+		fed_note_mid(h->fed, m->mid);
+		fed_forward(h->fed, m);
+	}
+	return 0;
+}
+
 int hub_publish_local(hub_t *h, const char *topic, const char *from,
 		      const char *body, size_t body_len, msg_t **out)
 {
-	char mid[27], cursor[HISTORY_CURSOR_MAX];
+	char mid[27];
 	msg_t *m;
+	int rc;
 
 	if (h->shutting_down)
 		return PE_UNAVAILABLE;
@@ -139,13 +159,11 @@ int hub_publish_local(hub_t *h, const char *topic, const char *from,
 	make_mid(h, mid);
 	m = msg_new(topic, mid, h->cfg->node, from, hub_now_ms(), body,
 		    body_len);
-	history_append(h->history, m);
-	history_cursor(h->history, m->seq, cursor);
-	m->frame = codec_msg(m, cursor);
-	router_match(h->router, topic, deliver, m);
+	msg_set_path(m, NULL, 0, h->cfg->node);
+	rc = hub_accept(h, m);
 	*out = m;
 	msg_unref(m); /* History keeps it. */
-	return 0;
+	return rc;
 }
 
 void hub_count_error(hub_t *h, int err)
@@ -197,6 +215,8 @@ int hub_reload(hub_t *h)
 		if (c->state == CONN_OPEN)
 			client_recheck(c);
 	}
+	if (h->fed)
+		fed_reload(h->fed, n);
 	auth_free(h->auth);
 	h->auth = na;
 	if (h->live != h->cfg)

@@ -53,6 +53,7 @@ typedef struct hub {
 	router_t *router;	   /* Local client subscriptions. */
 	history_t *history;	   /* Stored messages. */
 	struct presence *presence; /* Who is on which topic. */
+	struct fed *fed;	   /* Federation, or NULL when off. */
 	char *webroot;		   /* Directory of the web page files. */
 	struct lws_context *lws;   /* NULL once destroyed. */
 	struct lws_vhost *vhost;   /* Client listener. */
@@ -100,6 +101,12 @@ int64_t hub_now_ms(void);
  * loop) or a negative code, in which case nothing was stored. */
 int hub_publish_local(hub_t *h, const char *topic, const char *from,
 		      const char *body, size_t body_len, msg_t **out);
+
+/* Stores a complete message (mid, origin, from, ts and path set; from a
+ * peer, or built by hub_publish_local), taking its own references:
+ * history, one encoding for local sessions, delivery, then forwarding to
+ * peers. Returns 0 or PE_UNAVAILABLE while shutting down. */
+int hub_accept(hub_t *h, msg_t *m);
 
 /* Re-reads the configuration file and applies its reloadable keys. On any
  * error the running configuration stays. Returns 0 or a negative code. */

@@ -8,25 +8,28 @@
 /* Worst-case WebSocket header for a server frame: 1 + 1 + 8 bytes. */
 #define WS_HDR_MAX 10
 
-frame_t *frame_new_text(const char *payload, size_t len)
+static frame_t *frame_build(const char *payload, size_t len, int masked)
 {
 	/* One allocation: the struct, LWS_PRE headroom, the header and the
 	 * payload, so a frame costs one malloc and is freed in one go. */
-	size_t hdr = len < 126 ? 2 : len <= 0xffff ? 4 : 10;
-	frame_t *f = malloc(sizeof *f + LWS_PRE + WS_HDR_MAX + len);
+	size_t hdr = (len < 126	      ? 2
+		      : len <= 0xffff ? 4
+				      : 10) +
+		     (masked ? 4 : 0);
+	frame_t *f = malloc(sizeof *f + LWS_PRE + WS_HDR_MAX + 4 + len);
 	unsigned char *p;
 
 	if (!f)
 		abort();
-	p = (unsigned char *)(f + 1) + LWS_PRE + WS_HDR_MAX - hdr;
+	p = (unsigned char *)(f + 1) + LWS_PRE + WS_HDR_MAX + 4 - hdr;
 	f->refs = 1;
 	f->len = (uint32_t)(hdr + len);
 	f->data = p;
 	f->payload_len = len;
-	p[0] = 0x81; /* FIN + text opcode; server frames are unmasked. */
-	if (hdr == 2) {
+	p[0] = 0x81; /* FIN + text opcode. */
+	if (len < 126) {
 		p[1] = (unsigned char)len;
-	} else if (hdr == 4) {
+	} else if (len <= 0xffff) {
 		p[1] = 126;
 		p[2] = (unsigned char)(len >> 8);
 		p[3] = (unsigned char)len;
@@ -36,8 +39,22 @@ frame_t *frame_new_text(const char *payload, size_t len)
 			p[2 + i] =
 			    (unsigned char)((uint64_t)len >> (56 - 8 * i));
 	}
+	if (masked) {
+		p[1] |= 0x80;
+		memset(p + hdr - 4, 0, 4); /* Zero key: see msg.h. */
+	}
 	memcpy(p + hdr, payload, len);
 	return f;
+}
+
+frame_t *frame_new_text(const char *payload, size_t len)
+{
+	return frame_build(payload, len, 0);
+}
+
+frame_t *frame_new_text_masked(const char *payload, size_t len)
+{
+	return frame_build(payload, len, 1);
 }
 
 frame_t *frame_new_close(int code, const char *reason)
@@ -88,6 +105,9 @@ msg_t *msg_new(const char *topic, const char *mid, const char *origin,
 	m->seq = 0;
 	m->ts = ts;
 	m->frame = NULL;
+	m->path = NULL;
+	m->n_path = 0;
+	m->fed_frame[0] = m->fed_frame[1] = NULL;
 	m->topic = memcpy(p, topic, lt);
 	p += lt;
 	m->mid = memcpy(p, mid, lm);
@@ -109,10 +129,41 @@ msg_t *msg_ref(msg_t *m)
 	return m;
 }
 
+void msg_set_path(msg_t *m, const char *const *prev, size_t n, const char *self)
+{
+	char **p = malloc((n + 1) * sizeof *p);
+
+	if (!p)
+		abort();
+	for (size_t i = 0; i <= n; i++) {
+		p[i] = strdup(i < n ? prev[i] : self);
+		if (!p[i])
+			abort();
+	}
+	for (size_t i = 0; i < m->n_path; i++)
+		free(m->path[i]);
+	free(m->path);
+	m->path = p;
+	m->n_path = n + 1;
+}
+
+int msg_on_path(const msg_t *m, const char *node)
+{
+	for (size_t i = 0; i < m->n_path; i++)
+		if (!strcmp(m->path[i], node))
+			return 1;
+	return 0;
+}
+
 void msg_unref(msg_t *m)
 {
 	if (m && --m->refs == 0) {
 		frame_unref(m->frame);
+		frame_unref(m->fed_frame[0]);
+		frame_unref(m->fed_frame[1]);
+		for (size_t i = 0; i < m->n_path; i++)
+			free(m->path[i]);
+		free(m->path);
 		free(m);
 	}
 }

@@ -21,6 +21,12 @@ typedef struct frame {
  * Aborts on out-of-memory. */
 frame_t *frame_new_text(const char *payload, size_t len);
 
+/* Returns a text frame like frame_new_text, but masked as a client must
+ * send it. The mask key is zero, so the payload bytes stay as they are and
+ * one encoding serves every link (the key only matters against caching
+ * proxies, and peer links are TLS end to end). */
+frame_t *frame_new_text_masked(const char *payload, size_t len);
+
 /* Returns a close frame carrying code and reason (truncated to fit the
  * 125-byte control payload), refs = 1. Aborts on out-of-memory. */
 frame_t *frame_new_close(int code, const char *reason);
@@ -45,12 +51,27 @@ typedef struct msg {
 	const char *body;   /* Compact JSON text of the body, NUL-terminated. */
 	size_t body_len;    /* strlen(body). */
 	frame_t *frame;	    /* Encoded client "msg" frame, or NULL until set. */
+	char **path;	    /* Nodes that stored it, origin first and this node
+			       last (owned, separate allocation). */
+	size_t n_path;	    /* Entries in path. */
+	frame_t *fed_frame[2]; /* parley.fed.v1 "msg" frame, encoded once when
+				  first needed: [0] unmasked (sent by the
+				  listening side), [1] masked (sent by the
+				  dialling side). */
 } msg_t;
 
 /* Returns a new message (refs = 1, seq = 0, no frame) holding copies of the
  * strings. Aborts on out-of-memory. */
 msg_t *msg_new(const char *topic, const char *mid, const char *origin,
 	       const char *from, int64_t ts, const char *body, size_t body_len);
+
+/* Sets the path: a copy of the n nodes of prev (the path it arrived
+ * with, or none), then self. Aborts on out-of-memory. */
+void msg_set_path(msg_t *m, const char *const *prev, size_t n,
+		  const char *self);
+
+/* Returns 1 when node is on the message's path, else 0. */
+int msg_on_path(const msg_t *m, const char *node);
 
 /* Takes one more reference; returns m. */
 msg_t *msg_ref(msg_t *m);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "conn.h"
+#include "fed.h"
 #include "http.h"
 #include "log.h"
 #include "outq.h"
@@ -55,6 +56,8 @@ static void close_handle(uv_handle_t *hd)
 static void finish(hub_t *h)
 {
 	log_info("shutdown", "step=destroy connections_left=%zu", h->n_conns);
+	if (h->fed)
+		fed_stop(h->fed);
 	uv_timer_stop(&h->shutdown_timer);
 	if (h->lws)
 		lws_context_destroy(h->lws);
@@ -90,6 +93,8 @@ static void on_signal(uv_signal_t *s, int signum)
 	}
 	h->shutting_down = 1;
 	h->shutdown_start = uv_now(h->loop);
+	if (h->fed)
+		fed_stop(h->fed);
 	log_info("shutdown", "step=closing signal=%d connections=%zu", signum,
 		 h->n_conns);
 	for (conn_t *c = h->conns; c; c = c->next)
@@ -108,6 +113,8 @@ static int start_lws(hub_t *h)
 	ci.options = LWS_SERVER_OPTION_LIBUV |
 		     LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
 		     LWS_SERVER_OPTION_VALIDATE_UTF8;
+	if (h->cfg->fed_enabled)
+		ci.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 	ci.foreign_loops = loops;
 	ci.user = h;
 	ci.pcontext = &h->lws;
@@ -144,6 +151,11 @@ static int start_lws(hub_t *h)
 			  "port=%d",
 			  log_str(host), h->cfg->listen_port);
 		return -1;
+	}
+	if (h->cfg->fed_enabled) {
+		h->fed = fed_new(h);
+		if (!h->fed || fed_start(h->fed))
+			return -1;
 	}
 	log_info("listening", "node=%s host=%s port=%d path=%s",
 		 log_str(h->cfg->node), log_str(host),

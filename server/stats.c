@@ -3,12 +3,14 @@
 
 #include <jansson.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "conn.h"
 #include "err.h"
+#include "fed.h"
 
 struct out {
 	char *p;    /* Text. */
@@ -55,6 +57,69 @@ static void metric(struct out *o, const char *name, const char *type,
 {
 	outf(o, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type,
 	     name, v);
+}
+
+/* Writes one per-peer family: name, type, help, then a value per peer. */
+static void peer_family(struct out *o, const char *name, const char *type,
+			const char *help, const fed_peer_view_t *v, size_t n,
+			size_t field)
+{
+	outf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+	for (size_t i = 0; i < n; i++)
+		outf(o, "%s{peer=\"%s\"} %llu\n", name, v[i].name,
+		     (unsigned long long)*(
+			 const uint64_t *)((const char *)v[i].stats + field));
+}
+
+static void fed_metrics(struct out *o, const fed_t *f)
+{
+	fed_peer_view_t v[256];
+	size_t n = fed_peers_view(f, v, 256);
+
+	if (n > 256)
+		n = 256;
+	outf(o, "# HELP parley_fed_link_up 1 when the link to the peer is "
+		"up.\n# TYPE parley_fed_link_up gauge\n");
+	for (size_t i = 0; i < n; i++)
+		outf(o, "parley_fed_link_up{peer=\"%s\",state=\"%s\"} %d\n",
+		     v[i].name, v[i].state, !strcmp(v[i].state, "up"));
+	outf(o, "# HELP parley_fed_queue_bytes Bytes queued to the peer.\n"
+		"# TYPE parley_fed_queue_bytes gauge\n");
+	for (size_t i = 0; i < n; i++)
+		outf(o, "parley_fed_queue_bytes{peer=\"%s\"} %zu\n", v[i].name,
+		     v[i].queue_bytes);
+	peer_family(o, "parley_fed_messages_in_total", "counter",
+		    "Messages accepted from the peer.", v, n,
+		    offsetof(fed_stats_t, msgs_in));
+	peer_family(o, "parley_fed_messages_out_total", "counter",
+		    "Messages queued to the peer (live and replay).", v, n,
+		    offsetof(fed_stats_t, msgs_out));
+	peer_family(o, "parley_fed_bytes_in_total", "counter",
+		    "Frame bytes received from the peer.", v, n,
+		    offsetof(fed_stats_t, bytes_in));
+	peer_family(o, "parley_fed_bytes_out_total", "counter",
+		    "Bytes written to the peer.", v, n,
+		    offsetof(fed_stats_t, bytes_out));
+	peer_family(o, "parley_fed_replayed_total", "counter",
+		    "Messages sent to the peer as replay after a reconnect.", v,
+		    n, offsetof(fed_stats_t, replayed));
+	peer_family(o, "parley_fed_gaps_total", "counter",
+		    "Gaps the peer reported (it no longer held what we "
+		    "missed).",
+		    v, n, offsetof(fed_stats_t, gaps));
+	peer_family(o, "parley_fed_connects_total", "counter",
+		    "Links to the peer that came up.", v, n,
+		    offsetof(fed_stats_t, connects));
+	outf(o, "# HELP parley_fed_dropped_total Messages from the peer "
+		"dropped, by reason.\n# TYPE parley_fed_dropped_total "
+		"counter\n");
+	for (size_t i = 0; i < n; i++)
+		for (int d = 0; d < FED_DROP__COUNT; d++)
+			outf(o,
+			     "parley_fed_dropped_total{peer=\"%s\",reason="
+			     "\"%s\"} %llu\n",
+			     v[i].name, fed_drop_name((enum fed_drop)d),
+			     (unsigned long long)v[i].stats->dropped[d]);
 }
 
 char *stats_metrics(const hub_t *h, size_t *len)
@@ -131,6 +196,8 @@ char *stats_metrics(const hub_t *h, size_t *len)
 		outf(&o, "parley_errors_total{code=\"%s\"} %llu\n", codes[i],
 		     n);
 	}
+	if (h->fed)
+		fed_metrics(&o, h->fed);
 	metric(&o, "parley_uptime_seconds", "gauge",
 	       "Seconds since this instance started.",
 	       (unsigned long long)(hub_now_ms() - (int64_t)h->started_ms) /
@@ -145,13 +212,28 @@ char *stats_metrics(const hub_t *h, size_t *len)
 
 char *stats_health(const hub_t *h, size_t *len, int *status)
 {
-	json_t *j;
+	json_t *j, *peers = json_array();
 	char *s;
 
 	*status = h->shutting_down ? 503 : 200;
+	if (h->fed) {
+		fed_peer_view_t v[256];
+		size_t n = fed_peers_view(h->fed, v, 256);
+
+		for (size_t i = 0; i < n && i < 256; i++)
+			json_array_append_new(
+			    peers,
+			    json_pack("{s:s, s:s, s:s, s:s, s:b, s:I, s:s}",
+				      "name", v[i].name, "state", v[i].state,
+				      "why", v[i].why, "direction",
+				      v[i].direction, "replaying",
+				      v[i].replaying, "queue_bytes",
+				      (json_int_t)v[i].queue_bytes, "rx_cursor",
+				      v[i].rx_cursor));
+	}
 	j = json_pack(
 	    "{s:s, s:s, s:s, s:I, s:I, s:I, s:{s:I, s:I}, s:{s:s}, s:{s:b, "
-	    "s:[]}}",
+	    "s:o}}",
 	    "status", h->shutting_down ? "stopping" : "ok", "node",
 	    h->cfg->node, "version", PARLEY_VERSION, "uptime_s",
 	    (json_int_t)((hub_now_ms() - (int64_t)h->started_ms) / 1000),
@@ -160,7 +242,7 @@ char *stats_health(const hub_t *h, size_t *len, int *status)
 	    (json_int_t)history_topic_count(h->history), "messages",
 	    (json_int_t)history_msg_count(h->history), "redis", "state",
 	    h->cfg->redis_enabled ? "unsupported" : "disabled", "federation",
-	    "enabled", h->cfg->fed_enabled, "peers");
+	    "enabled", h->cfg->fed_enabled, "peers", peers);
 	if (!j)
 		return NULL;
 	s = json_dumps(j, JSON_COMPACT);

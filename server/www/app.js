@@ -187,7 +187,15 @@
       more.type = 'button';
       more.hidden = true;
       more.addEventListener('click', () => { list.scrollTop = list.scrollHeight; more.hidden = true; });
-      list.addEventListener('scroll', () => { if (nearBottom(list)) more.hidden = true; });
+      ch.stuck = true; // showing the newest message: keep it in view
+      list.addEventListener('scroll', () => {
+        ch.stuck = nearBottom(list);
+        if (ch.stuck) more.hidden = true;
+      });
+      if (window.ResizeObserver) {
+        // A banner or the keyboard of a phone changes the list's height.
+        new ResizeObserver(() => { if (ch.stuck) list.scrollTop = list.scrollHeight; }).observe(list);
+      }
       panel.append(list, more);
       el.panels.appendChild(panel);
       ch.panel = panel; ch.list = list; ch.more = more;
@@ -243,6 +251,7 @@
     clearFeedback();
     renderPresence();
     renderComposer();
+    ch.stuck = true;
     ch.list.scrollTop = ch.list.scrollHeight;
     if (focusComposer && !el.composerText.disabled) el.composerText.focus();
   }
@@ -291,7 +300,7 @@
 
   function appendItem(ch, li) {
     const list = ch.list;
-    const stick = ch.panel.hidden || nearBottom(list);
+    const stick = ch.panel.hidden || ch.stuck;
     if (ch.loading && ch.loading.parentNode) ch.loading.remove();
     list.appendChild(li);
     while (list.children.length > MAX_SHOWN) list.firstElementChild.remove();
@@ -490,7 +499,9 @@
   /* ------------------------------------------------------------ identity */
 
   function renderIdentity() {
-    el.whoami.textContent = state.user ? 'Signed in as ' + state.user : 'Anonymous';
+    el.whoami.textContent = '';
+    if (state.user) el.whoami.append(make('span', 'whoami-label', 'Signed in as '), make('span', 'whoami-user', state.user));
+    else el.whoami.textContent = 'Anonymous';
     el.whoami.classList.toggle('signed', !!state.user);
     el.signinForm.hidden = !!state.user;
     el.signout.hidden = !state.user;
@@ -647,15 +658,24 @@
     state.pingTimer = setInterval(heartbeat, PING_EVERY_MS);
   }
 
-  function heartbeat() {
-    if (state.conn !== 'open' || state.pongTimer) return;
-    request({ op: 'ping' }, { kind: 'ping' });
+  /* Pings the hub; a connection that does not answer within `within` ms
+   * is taken for dead (a dropped network often leaves a socket that
+   * neither errors nor closes). */
+  function heartbeat(within) {
+    if (state.conn !== 'open') return;
     const ws = state.ws;
+    const ms = typeof within === 'number' ? within : PONG_WITHIN_MS;
+    if (state.pongTimer) {
+      if (ms >= PONG_WITHIN_MS) return;
+      clearTimeout(state.pongTimer);
+    } else {
+      request({ op: 'ping' }, { kind: 'ping' });
+    }
     state.pongTimer = setTimeout(() => {
       if (state.ws !== ws) return;
       dropConnection('The connection stopped answering.');
       scheduleReconnect();
-    }, PONG_WITHIN_MS);
+    }, ms);
   }
 
   /* Forgets the current socket (its late events are ignored), settles the
@@ -683,18 +703,20 @@
     if (why) showBanner(why);
   }
 
+  /* Retries with exponential backoff and jitter; going back online, or
+   * back to the tab, retries at once. The browser's "offline" only changes
+   * the words: a hub on this machine may still be reachable. */
   function scheduleReconnect() {
-    if (!navigator.onLine) {
-      setConn('offline', 'Offline — waiting for the network');
-      return;
-    }
+    clearTimers();
     const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * Math.pow(2, state.attempt));
     const delay = Math.round(base / 2 + Math.random() * base / 2);
     state.attempt++;
     state.retryAt = Date.now() + delay;
     const tick = () => {
       const s = Math.max(0, Math.ceil((state.retryAt - Date.now()) / 1000));
-      setConn('waiting', 'Disconnected — reconnecting' + (s > 0 ? ' in ' + s + ' s' : '…'));
+      const when = s > 0 ? ' in ' + s + ' s' : '…';
+      if (navigator.onLine) setConn('waiting', 'Disconnected — reconnecting' + when);
+      else setConn('offline', 'Offline — no network; retrying' + when);
     };
     tick();
     state.countdownTimer = setInterval(tick, 1000);
@@ -728,6 +750,7 @@
       if (state.token) store(TOKEN_KEY, state.token);
       setNode(nodeOf(state.user));
       el.tokenInput.value = '';
+      showBanner('');
       renderIdentity();
       clearFeedback();
     } else if (p.kind === 'sub') {
@@ -837,8 +860,8 @@
   el.reconnectNow.addEventListener('click', () => { state.attempt = 0; connectNow(); });
 
   window.addEventListener('offline', () => {
-    dropConnection(null);
-    setConn('offline', 'Offline — waiting for the network');
+    // Is the hub still there? A dead socket is found within seconds.
+    if (state.conn === 'open') heartbeat(3000);
   });
   window.addEventListener('online', () => {
     if (state.conn !== 'open' && state.conn !== 'connecting') { state.attempt = 0; connectNow(); }
@@ -861,6 +884,5 @@
   if (!first.done) activate_(first.value, false);
   renderIdentity();
   renderComposer();
-  if (!navigator.onLine) setConn('offline', 'Offline — waiting for the network');
-  else connectNow();
+  connectNow();
 })();

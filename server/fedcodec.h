@@ -1,0 +1,57 @@
+/* fedcodec.h: the parley.fed.v1 wire format (docs/federation.md): decoding
+ * what a peer sends and encoding what we send. Frames for the dialling
+ * side are masked (masked = 1), for the listening side not. */
+#ifndef PARLEY_FEDCODEC_H
+#define PARLEY_FEDCODEC_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "msg.h"
+
+enum fed_op { FED_HELLO, FED_MSG, FED_GAP, FED_LIVE, FED_PING, FED_PONG };
+
+/* One decoded peer frame. Strings borrow from root. */
+typedef struct fed_in {
+	json_t *root;	    /* Parsed frame (owned). */
+	enum fed_op op;	    /* Operation. */
+	const char *node;   /* hello: the sender's node name. */
+	const char *cursor; /* hello: our position it has (NULL: none);
+			       msg: the sender's position of the message. */
+	const char *topic;  /* msg. */
+	const char *mid;    /* msg. */
+	const char *origin; /* msg. */
+	const char *from;   /* msg. */
+	int64_t ts;	    /* msg. */
+	json_t *body;	    /* msg (borrowed). */
+	const char **path;  /* msg: node names (array owned, strings not). */
+	size_t n_path;	    /* msg: entries of path. */
+	const char *after;  /* gap: the cursor that was asked for. */
+	json_int_t t;	    /* ping/pong: the sender's clock. */
+} fed_in_t;
+
+/* Decodes one peer frame. Returns 0, or PE_BAD_JSON / PE_BAD_REQUEST /
+ * PE_UNKNOWN_OP with *reason (static text). Checks field types and
+ * syntax (topic, mid and node name shapes, path length); the caller checks
+ * meaning. Call fedcodec_free in every case. */
+int fedcodec_decode(const char *buf, size_t len, fed_in_t *in,
+		    const char **reason);
+
+/* Frees what fedcodec_decode allocated. */
+void fedcodec_free(fed_in_t *in);
+
+/* {"op":"hello","node":…,"cursor":… or null}. New frame. */
+frame_t *fedcodec_hello(const char *node, const char *cursor, int masked);
+
+/* The "msg" frame of a stored message with its path and our cursor. New
+ * frame. */
+frame_t *fedcodec_msg(const msg_t *m, const char *cursor, int masked);
+
+/* {"op":"gap","after":…,"reason":…}. New frame. */
+frame_t *fedcodec_gap(const char *after, const char *reason, int masked);
+
+/* {"op":"live"}, {"op":"ping","t":…} or {"op":"pong","t":…}. New frame. */
+frame_t *fedcodec_simple(enum fed_op op, int64_t t, int masked);
+
+#endif
