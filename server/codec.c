@@ -221,6 +221,31 @@ int codec_decode(const char *buf, size_t len, req_t *r, const char **reason)
 	return 0;
 }
 
+int codec_decode_publish(const char *buf, size_t len, json_t **root,
+			 const char **topic, json_t **body, const char **reason)
+{
+	json_error_t jerr;
+	json_t *t;
+
+	*root = json_loadb(buf, len, 0, &jerr);
+	if (!json_is_object(*root)) {
+		json_decref(*root);
+		*root = NULL;
+		*reason = "body must be a JSON object";
+		return PE_BAD_JSON;
+	}
+	t = json_object_get(*root, "topic");
+	*body = json_object_get(*root, "body");
+	if (!json_is_string(t) || !*body) {
+		json_decref(*root);
+		*root = NULL;
+		*reason = "need a string topic and a body";
+		return PE_BAD_REQUEST;
+	}
+	*topic = json_string_value(t);
+	return 0;
+}
+
 void req_free(req_t *r)
 {
 	json_decref(r->root);

@@ -35,6 +35,14 @@ int codec_decode(const char *buf, size_t len, req_t *r, const char **reason);
 /* Frees what codec_decode allocated. */
 void req_free(req_t *r);
 
+/* Decodes the body of POST /v1/publish: {"topic": string, "body": any}.
+ * Returns 0 with *root (owned: json_decref it), *topic and *body
+ * (borrowed from root), or PE_BAD_JSON / PE_BAD_REQUEST with *reason; on
+ * error *root is NULL. */
+int codec_decode_publish(const char *buf, size_t len, json_t **root,
+			 const char **topic, json_t **body,
+			 const char **reason);
+
 /* Encodes the body value compactly. Returns a malloc'd NUL-terminated
  * string and its length in *len, or NULL on failure. */
 char *codec_dump_body(const json_t *body, size_t *len);

@@ -439,7 +439,7 @@ static void dial(fed_peer_t *p)
 	i.address = addr;
 	i.port = port;
 	/* lws_parse_uri drops the leading '/'. */
-	snprintf(fullpath, sizeof fullpath, "/%s", *path ? path : FED_PATH + 1);
+	snprintf(fullpath, sizeof fullpath, "/%s", *path ? path : &FED_PATH[1]);
 	i.path = fullpath;
 	i.host = addr;
 	i.origin = addr;

@@ -121,8 +121,8 @@ static int do_publish(struct lws *wsi, http_session_t *s)
 	hub_t *h = hub_of(wsi);
 	const char *reason = NULL;
 	auth_user_t *user;
-	json_error_t jerr;
-	json_t *req, *topic, *body;
+	const char *topic;
+	json_t *req, *body;
 	int had_token, rc;
 	msg_t *m;
 	char *out;
@@ -130,21 +130,11 @@ static int do_publish(struct lws *wsi, http_session_t *s)
 	rc = bearer_user(wsi, h, &user, &had_token);
 	if (rc)
 		return respond_error(wsi, s, rc, "unknown or malformed token");
-	req = json_loadb(s->req ? s->req : "", s->req_len, 0, &jerr);
-	if (!req || !json_is_object(req)) {
-		json_decref(req);
-		return respond_error(wsi, s, PE_BAD_JSON,
-				     "body must be a JSON object");
-	}
-	topic = json_object_get(req, "topic");
-	body = json_object_get(req, "body");
-	if (!json_is_string(topic) || !body) {
-		json_decref(req);
-		return respond_error(wsi, s, PE_BAD_REQUEST,
-				     "need a string topic and a body");
-	}
-	rc = client_publish(h, user, json_string_value(topic), body, &m,
-			    &reason);
+	rc = codec_decode_publish(s->req ? s->req : "", s->req_len, &req,
+				  &topic, &body, &reason);
+	if (rc)
+		return respond_error(wsi, s, rc, reason);
+	rc = client_publish(h, user, topic, body, &m, &reason);
 	if (rc == PE_FORBIDDEN && !had_token)
 		rc = PE_UNAUTHORIZED, reason = "a bearer token is required";
 	json_decref(req);

@@ -23,4 +23,8 @@ if [ "${1:-}" != "--fast" ]; then
   export LSAN_OPTIONS=suppressions=$root/tests/lsan.supp:print_suppressions=0
   run_suite "$root/build-asan" -DCMAKE_BUILD_TYPE=Debug -DPARLEY_SANITIZE=ON
 fi
+if [ "${1:-}" != "--fast" ]; then
+  echo "== bounded fuzzing (${FUZZ_SECONDS:-20} s per target, clang + libFuzzer)"
+  "$root/tests/fuzz/run.sh" "${FUZZ_SECONDS:-20}"
+fi
 echo "== all suites passed"
