@@ -9,6 +9,7 @@
 
 #include "codec.h"
 #include "err.h"
+#include "fed.h"
 #include "log.h"
 #include "presence.h"
 #include "ratelimit.h"
@@ -67,9 +68,27 @@ static void presence_deliver(void *owner, void *ud)
 	conn_send(c, n->frame);
 }
 
-/* Tells the topic's other subscribers that ident joined or left. */
+/* Returns 1 when ident belongs to another node ("user@othernode"). */
+static int except_is_remote(const hub_t *h, const char *ident)
+{
+	const char *at = strrchr(ident, '@');
+
+	return !at || strcmp(at + 1, h->cfg->node) != 0;
+}
+
+/* Tells the topic's other subscribers, and peers, that ident joined or
+ * left. */
 static void presence_announce(hub_t *h, const char *topic, const char *ident,
 			      int joined, const conn_t *except)
+{
+	/* Our own users are announced to peers too; theirs came from them. */
+	if (h->fed && !except_is_remote(h, ident))
+		fed_presence_local(h->fed, topic, ident, joined);
+	client_presence_tell(h, topic, ident, joined, except);
+}
+
+void client_presence_tell(hub_t *h, const char *topic, const char *ident,
+			  int joined, const conn_t *except)
 {
 	struct presence_note n = {topic, NULL, except};
 	const char *const one[1] = {ident};

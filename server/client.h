@@ -34,6 +34,11 @@ int client_publish(hub_t *h, auth_user_t *user, const char *topic,
  * from LWS_CALLBACK_CLOSED. */
 void client_release(conn_t *c);
 
+/* Sends a presence change to the local sessions holding topic, except
+ * one (may be NULL). Used for changes that came from peers. */
+void client_presence_tell(hub_t *h, const char *topic, const char *ident,
+			  int joined, const conn_t *except);
+
 /* Writes "user@node" for u into buf. */
 void client_identity(const hub_t *h, const auth_user_t *u, char *buf,
 		     size_t len);

@@ -16,6 +16,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "client.h"
 #include "codec.h"
 #include "dedup.h"
 #include "err.h"
@@ -25,6 +26,8 @@
 #include "hub.h"
 #include "log.h"
 #include "outq.h"
+#include "presence.h"
+#include "strmap.h"
 #include "topic.h"
 
 /* Messages per replay batch: bounded so a long replay never floods the
@@ -63,9 +66,11 @@ typedef struct fed_peer {
 	unsigned attempt;	  /* Failures since the last "up". */
 	char rx_cursor[HISTORY_CURSOR_MAX]; /* Last position received from
 					       the peer ("" none). */
-	int removed;	       /* Dropped by a reload; freed when its
-				  timer handle has closed. */
-	fed_stats_t st;	       /* Counters. */
+	int removed;	  /* Dropped by a reload; freed when its
+			     timer handle has closed. */
+	fed_stats_t st;	  /* Counters. */
+	strmap_t *remote; /* Topic to strmap of identities the peer announced
+			     as present. */
 	struct fed_peer *next; /* Next in fed->peers. */
 } fed_peer_t;
 
@@ -412,6 +417,113 @@ void fed_note_mid(fed_t *f, const char *mid)
 	dedup_add(f->dedup, mid);
 }
 
+/* ---- presence ---- */
+
+static int exported(const fed_peer_t *p, const char *topic)
+{
+	for (size_t i = 0; i < p->cfg->export_.n; i++)
+		if (topic_match(p->cfg->export_.v[i], topic))
+			return 1;
+	return 0;
+}
+
+static int imported(const fed_peer_t *p, const char *topic)
+{
+	for (size_t i = 0; i < p->cfg->import_.n; i++)
+		if (topic_match(p->cfg->import_.v[i], topic))
+			return 1;
+	return 0;
+}
+
+void fed_presence_local(fed_t *f, const char *topic, const char *ident,
+			int joined)
+{
+	for (fed_peer_t *p = f->peers; p; p = p->next)
+		if (p->link && p->link->state == LINK_UP && exported(p, topic))
+			send_new(p->link,
+				 fedcodec_presence(topic, ident, joined,
+						   p->link->outgoing));
+}
+
+/* presence_each visitor: announces our own identities to a new link. */
+static void snapshot_visit(const char *topic, const char *ident, void *ud)
+{
+	fed_link_t *l = ud;
+	const char *at = strrchr(ident, '@');
+
+	if (at && !strcmp(at + 1, me(l->fed)) && exported(l->peer, topic))
+		send_new(l, fedcodec_presence(topic, ident, 1, l->outgoing));
+}
+
+/* Forgets everything a peer announced, telling local sessions. */
+static void remote_clear(fed_peer_t *p)
+{
+	hub_t *h = p->fed->hub;
+	size_t it = 0, jt;
+	const char *topic, *ident;
+	void *who, *v;
+
+	if (!p->remote)
+		return;
+	while (strmap_next(p->remote, &it, &topic, &who)) {
+		for (jt = 0; strmap_next(who, &jt, &ident, &v);)
+			if (presence_leave(h->presence, topic, ident))
+				client_presence_tell(h, topic, ident, 0, NULL);
+		strmap_free(who);
+	}
+	strmap_free(p->remote);
+	p->remote = NULL;
+}
+
+static void on_presence(fed_link_t *l, const fed_in_t *in)
+{
+	fed_peer_t *p = l->peer;
+	hub_t *h = l->fed->hub;
+	size_t plen, i;
+	strmap_t *who;
+	json_t *v;
+
+	if (!p || !imported(p, in->topic))
+		return;
+	plen = strlen(p->name);
+	if (!p->remote)
+		p->remote = strmap_new();
+	who = strmap_get(p->remote, in->topic);
+	json_array_foreach(in->joined, i, v)
+	{
+		const char *id = json_string_value(v);
+		size_t n = id ? strlen(id) : 0;
+
+		/* A peer speaks only for its own users. */
+		if (!id || n <= plen + 1 || n > 256 ||
+		    id[n - plen - 1] != '@' || strcmp(id + n - plen, p->name))
+			continue;
+		if (!who) {
+			who = strmap_new();
+			strmap_put(p->remote, in->topic, who, NULL);
+		}
+		if (strmap_get(who, id))
+			continue;
+		strmap_put(who, id, p, NULL);
+		if (presence_join(h->presence, in->topic, id))
+			client_presence_tell(h, in->topic, id, 1, NULL);
+	}
+	json_array_foreach(in->left, i, v)
+	{
+		const char *id = json_string_value(v);
+
+		if (!id || !who || !strmap_get(who, id))
+			continue;
+		strmap_del(who, id);
+		if (presence_leave(h->presence, in->topic, id))
+			client_presence_tell(h, in->topic, id, 0, NULL);
+	}
+	if (who && !strmap_count(who)) {
+		strmap_del(p->remote, in->topic);
+		strmap_free(who);
+	}
+}
+
 /* ---- dialling ---- */
 
 static void schedule_dial(fed_peer_t *p);
@@ -581,6 +693,7 @@ static void on_hello(fed_link_t *l, const fed_in_t *in)
 	log_info("fed_link_up", "peer=%s direction=%s", log_str(p->name),
 		 l->outgoing ? "out" : "in");
 	replay_start(l, in->cursor);
+	presence_each(f->hub->presence, snapshot_visit, l);
 }
 
 /* A message from the peer: policy, loop and duplicate checks, then it is
@@ -697,6 +810,10 @@ static void on_frame(fed_link_t *l, const char *buf, size_t len)
 	case FED_PING:
 		send_new(l, fedcodec_simple(FED_PONG, in.t, l->outgoing));
 		break;
+	case FED_PRESENCE:
+		if (l->state == LINK_UP)
+			on_presence(l, &in);
+		break;
 	case FED_PONG:
 		break;
 	}
@@ -753,6 +870,7 @@ static void link_closed(fed_link_t *l)
 	if (p && p->link == l) {
 		p->link = NULL;
 		log_info("fed_link_down", "peer=%s", log_str(p->name));
+		remote_clear(p);
 		peer_set_state(p, PEER_BACKOFF, "link closed");
 	}
 	if (p && !p->link && !p->dial_wsi)
@@ -1082,6 +1200,7 @@ static void peer_timer_closed(uv_handle_t *hd)
 {
 	fed_peer_t *p = hd->data;
 
+	remote_clear(p);
 	free(p->name);
 	free(p);
 }
@@ -1093,6 +1212,7 @@ static void peer_remove(fed_t *f, fed_peer_t *p)
 	fed_peer_t **pp = &f->peers;
 
 	p->removed = 1;
+	remote_clear(p);
 	for (fed_link_t *l = f->links; l; l = l->next)
 		if (l->peer == p) {
 			link_attach(l, NULL);
@@ -1179,6 +1299,7 @@ void fed_free(fed_t *f)
 		return;
 	for (p = f->peers; p; p = nx) {
 		nx = p->next;
+		remote_clear(p);
 		free(p->name);
 		free(p);
 	}

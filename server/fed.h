@@ -61,6 +61,11 @@ int fed_start(fed_t *f);
  * (export patterns match, not on its path). */
 void fed_forward(fed_t *f, msg_t *m);
 
+/* Tells linked peers that exported topic gained or lost one of our own
+ * identities. */
+void fed_presence_local(fed_t *f, const char *topic, const char *ident,
+			int joined);
+
 /* Remembers a stored mid so copies arriving later are dropped. */
 void fed_note_mid(fed_t *f, const char *mid);
 

@@ -143,6 +143,20 @@ int fedcodec_decode(const char *buf, size_t len, fed_in_t *in,
 		}
 		return 0;
 	}
+	if (!strcmp(op, "presence")) {
+		in->op = FED_PRESENCE;
+		in->topic = get_str(in->root, "topic");
+		in->joined = json_object_get(in->root, "joined");
+		in->left = json_object_get(in->root, "left");
+		if (!in->topic ||
+		    topic_validate(in->topic, strlen(in->topic)) ||
+		    (in->joined && !json_is_array(in->joined)) ||
+		    (in->left && !json_is_array(in->left))) {
+			*reason = "presence needs a topic and identity arrays";
+			return PE_BAD_REQUEST;
+		}
+		return 0;
+	}
 	if (!strcmp(op, "gap")) {
 		in->op = FED_GAP;
 		in->after = get_str(in->root, "after");
@@ -202,6 +216,15 @@ frame_t *fedcodec_gap(const char *after, const char *reason, int masked)
 {
 	return dump_frame(json_pack("{s:s, s:s?, s:s}", "op", "gap", "after",
 				    after, "reason", reason),
+			  masked);
+}
+
+frame_t *fedcodec_presence(const char *topic, const char *ident, int joined,
+			   int masked)
+{
+	return dump_frame(json_pack("{s:s, s:s, s:[s]}", "op", "presence",
+				    "topic", topic, joined ? "joined" : "left",
+				    ident),
 			  masked);
 }
 

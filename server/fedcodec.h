@@ -10,7 +10,15 @@
 
 #include "msg.h"
 
-enum fed_op { FED_HELLO, FED_MSG, FED_GAP, FED_LIVE, FED_PING, FED_PONG };
+enum fed_op {
+	FED_HELLO,
+	FED_MSG,
+	FED_GAP,
+	FED_LIVE,
+	FED_PING,
+	FED_PONG,
+	FED_PRESENCE
+};
 
 /* One decoded peer frame. Strings borrow from root. */
 typedef struct fed_in {
@@ -28,6 +36,8 @@ typedef struct fed_in {
 	const char **path;  /* msg: node names (array owned, strings not). */
 	size_t n_path;	    /* msg: entries of path. */
 	const char *after;  /* gap: the cursor that was asked for. */
+	json_t *joined;	    /* presence: array of identity strings. */
+	json_t *left;	    /* presence: array of identity strings. */
 	json_int_t t;	    /* ping/pong: the sender's clock. */
 } fed_in_t;
 
@@ -50,6 +60,10 @@ frame_t *fedcodec_msg(const msg_t *m, const char *cursor, int masked);
 
 /* {"op":"gap","after":…,"reason":…}. New frame. */
 frame_t *fedcodec_gap(const char *after, const char *reason, int masked);
+
+/* {"op":"presence","topic":…,"joined":[ident]} or "left". New frame. */
+frame_t *fedcodec_presence(const char *topic, const char *ident, int joined,
+			   int masked);
 
 /* {"op":"live"}, {"op":"ping","t":…} or {"op":"pong","t":…}. New frame. */
 frame_t *fedcodec_simple(enum fed_op op, int64_t t, int masked);

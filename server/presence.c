@@ -88,6 +88,17 @@ size_t presence_list(const presence_t *p, const char *topic,
 	return n;
 }
 
+void presence_each(const presence_t *p, presence_each_fn fn, void *ud)
+{
+	size_t it = 0, jt;
+	const char *topic, *ident;
+	void *who, *v;
+
+	while (strmap_next(p->topics, &it, &topic, &who))
+		for (jt = 0; strmap_next(who, &jt, &ident, &v);)
+			fn(topic, ident, ud);
+}
+
 size_t presence_topic_count(const presence_t *p)
 {
 	return strmap_count(p->topics);

@@ -29,6 +29,14 @@ int presence_leave(presence_t *p, const char *topic, const char *ident);
 size_t presence_list(const presence_t *p, const char *topic,
 		     presence_visit_fn fn, void *ud);
 
+/* Called once per (topic, identity) present. */
+typedef void (*presence_each_fn)(const char *topic, const char *ident,
+				 void *ud);
+
+/* Visits every (topic, identity) pair. The table must not change while
+ * visiting. */
+void presence_each(const presence_t *p, presence_each_fn fn, void *ud);
+
 /* Returns the number of topics with anyone present. */
 size_t presence_topic_count(const presence_t *p);
 
