@@ -13,13 +13,13 @@ typedef struct auth auth_t;
 
 /* One identity: a token entry of the config, or the anonymous user. */
 typedef struct auth_user {
-	const char *name;                  /* "alice"; "anonymous". */
-	int anonymous;                     /* 1 for the anonymous user. */
-	unsigned char sha256[32];          /* Token hash (zero if anonymous). */
+	const char *name;	  /* "alice"; "anonymous". */
+	int anonymous;		  /* 1 for the anonymous user. */
+	unsigned char sha256[32]; /* Token hash (zero if anonymous). */
 	const config_patterns_t *subscribe; /* Borrowed from the config. */
 	const config_patterns_t *publish;   /* Borrowed from the config. */
-	double bucket;                     /* Per-token publish bucket level. */
-	uint64_t bucket_ms;                /* Last refill time of bucket. */
+	double bucket;	    /* Per-token publish bucket level. */
+	uint64_t bucket_ms; /* Last refill time of bucket. */
 } auth_user_t;
 
 /* Returns a new auth table for cfg, which it borrows: cfg must outlive it. */

@@ -175,15 +175,58 @@ void client_release(conn_t *c)
 	conn_release(c);
 }
 
-/* A backlog visitor: queues a stored message's frame. */
-static void send_backlog(msg_t *m, void *ud)
-{
-	conn_t *c = ud;
+/* A backlog being collected before it is queued. */
+struct backlog {
+	msg_t **v;    /* Messages (references). */
+	size_t n;     /* Count. */
+	size_t cap;   /* Capacity. */
+	size_t bytes; /* Frame bytes in all. */
+};
 
-	if (conn_send(c, m->frame) == 0) {
-		c->hub->m.backlog_messages++;
-		c->hub->m.messages_out++;
+static void collect_backlog(msg_t *m, void *ud)
+{
+	struct backlog *b = ud;
+
+	if (b->n == b->cap) {
+		size_t ncap = b->cap ? b->cap * 2 : 64;
+		msg_t **nv = realloc(b->v, ncap * sizeof *nv);
+
+		if (!nv)
+			abort();
+		b->v = nv;
+		b->cap = ncap;
 	}
+	b->v[b->n++] = msg_ref(m);
+	b->bytes += m->frame->len;
+}
+
+static void backlog_free(struct backlog *b)
+{
+	for (size_t i = 0; i < b->n; i++)
+		msg_unref(b->v[i]);
+	free(b->v);
+}
+
+/* Queues a collected backlog outside the slow-consumer bound (its frames
+ * are shared with history), provided the backlog still waiting in the
+ * queue plus this one fit in limits.max_queue_bytes. Returns 0 or
+ * PE_TOO_LARGE (nothing queued). */
+static int queue_backlog(conn_t *c, const struct backlog *b,
+			 const char **reason)
+{
+	hub_t *h = c->hub;
+
+	if (c->out.exempt_bytes + b->bytes > h->live->limits.max_queue_bytes) {
+		*reason = "backlog larger than this connection's queue "
+			  "(limits.max_queue_bytes): ask for fewer messages "
+			  "or read the backlog already sent first";
+		return PE_TOO_LARGE;
+	}
+	for (size_t i = 0; i < b->n; i++)
+		outq_push_exempt(&c->out, b->v[i]->frame);
+	h->m.backlog_messages += b->n;
+	h->m.messages_out += b->n;
+	return 0;
 }
 
 static int do_auth(conn_t *c, req_t *r, const char **reason)
@@ -226,6 +269,7 @@ static int do_auth(conn_t *c, req_t *r, const char **reason)
 static int do_sub(conn_t *c, req_t *r, const char **reason)
 {
 	hub_t *h = c->hub;
+	struct backlog b = {0};
 	router_sub_t *s;
 	uint64_t seq = 0;
 	bool pattern;
@@ -253,7 +297,8 @@ static int do_sub(conn_t *c, req_t *r, const char **reason)
 				      : "invalid cursor";
 			return rc;
 		}
-		rc = history_since(h->history, r->topic, seq, send_backlog, c);
+		rc = history_since(h->history, r->topic, seq, collect_backlog,
+				   &b);
 		if (rc) {
 			*reason = "history no longer holds every message "
 				  "after this cursor";
@@ -264,10 +309,12 @@ static int do_sub(conn_t *c, req_t *r, const char **reason)
 
 		if (n > h->cfg->history_length)
 			n = h->cfg->history_length;
-		history_last(h->history, r->topic, n, send_backlog, c);
+		history_last(h->history, r->topic, n, collect_backlog, &b);
 	}
-	if (c->state != CONN_OPEN)
-		return 0; /* The backlog overflowed the queue: cut off. */
+	rc = queue_backlog(c, &b, reason);
+	backlog_free(&b);
+	if (rc)
+		return rc;
 	if (conn_find_sub(c, r->topic) >= 0) {
 		send_new(c, codec_ok(r->id, NULL, NULL));
 		return 0;
@@ -332,7 +379,11 @@ int client_publish(hub_t *h, auth_user_t *user, const char *topic,
 	client_identity(h, user, from, sizeof from);
 	rc = hub_publish_local(h, topic, from, btext, blen, out);
 	free(btext);
-	if (rc)
+	if (rc == PE_UNAVAILABLE)
+		*reason = h->shutting_down ? "the hub is shutting down"
+					   : "the hub is above its memory "
+					     "high-water mark; try later";
+	else if (rc)
 		*reason = parley_strerror(rc);
 	return rc;
 }

@@ -27,6 +27,7 @@ enum ktype {
 	K_BOOL,	    /* int, 0 or 1. */
 	K_SHA256,   /* unsigned char[32], written as 64 hex digits. */
 	K_PATTERNS, /* config_patterns_t of valid topic filters. */
+	K_STRINGS,  /* config_patterns_t of strings passing check. */
 	K_OBJECT,   /* An object whose members are rows of their own. */
 	K_ARRAY,    /* An array of objects: a pointer and a count. */
 };
@@ -157,6 +158,28 @@ static const char *check_prefix(const char *s)
 		   : "may hold only letters, digits, ':', '_' and '-'";
 }
 
+/* An allowed WebSocket Origin: "*" or scheme://host[:port], as browsers
+ * send it (no path, no trailing slash). */
+static const char *check_origin(const char *s)
+{
+	const char *host;
+
+	if (!strcmp(s, "*"))
+		return NULL;
+	if (!strncmp(s, "https://", 8))
+		host = s + 8;
+	else if (!strncmp(s, "http://", 7))
+		host = s + 7;
+	else
+		return "must be \"*\" or http(s)://host[:port]";
+	if (!*host || strchr(host, '/'))
+		return "must be \"*\" or http(s)://host[:port]";
+	for (; *host; host++)
+		if ((unsigned char)*host <= 0x20 || *host == 0x7f)
+			return "must not hold spaces or control characters";
+	return NULL;
+}
+
 static const char *check_wss(const char *s)
 {
 	return strncmp(s, "wss://", 6) || !s[6]
@@ -231,6 +254,15 @@ static const struct key keys[] = {
 	"Port of the client listener."),
     STR("listen.path", 0, 1, 255, "/ws", check_ws_path, CF(ws_path),
 	"Path of the WebSocket endpoint (subprotocol `parley.v1`)."),
+    {.path = "listen.allowed_origins",
+     .type = K_STRINGS,
+     .flags = R,
+     .check = check_origin,
+     .off = CF(allowed_origins),
+     .doc = "Web origins (`https://forum.example.org`, or `\"*\"`) whose "
+	    "pages may open WebSocket sessions. A browser session whose "
+	    "Origin is neither listed nor this hub itself is refused (403); "
+	    "clients that send no Origin (bots) are not affected."},
 
     OBJ("history", 0, NO_FIELD, "Per-topic message history."),
     NUM("history.length", K_SIZE, 0, 1, 1000000, 1000, CF(history_length),
@@ -313,8 +345,8 @@ static const struct key keys[] = {
     NUM("federation.dedup_window", K_SIZE, 0, 1000, 10000000, 100000,
 	CF(fed_dedup_window),
 	"How many recent message ids are remembered to drop duplicates."),
-    NUM("federation.max_queue_bytes", K_SIZE, R, 65536, 1073741824,
-	67108864, CF(fed_max_queue_bytes),
+    NUM("federation.max_queue_bytes", K_SIZE, R, 65536, 1073741824, 67108864,
+	CF(fed_max_queue_bytes),
 	"Bytes queued to one peer link before it is reset (replay then "
 	"resumes from the peer's cursor)."),
     ARR("federation.peers", R, config_peer_t, CF(peers), CF(n_peers),
@@ -376,6 +408,24 @@ static const struct key keys[] = {
 	"Bad requests in a row before a connection is closed (1008)."),
     NUM("limits.max_topics", K_SIZE, 0, 1, 100000000, 100000,
 	CF(limits.max_topics), "Topics held in history per instance."),
+    NUM("limits.max_connections_per_ip", K_SIZE, R, 1, 1000000, 1024,
+	CF(limits.max_connections_per_ip),
+	"Client WebSocket sessions from one IP address."),
+    NUM("limits.handshake_timeout_s", K_INT, 0, 1, 3600, 10,
+	CF(limits.handshake_timeout_s),
+	"Seconds a connection may take to complete its HTTP request or "
+	"WebSocket handshake."),
+    NUM("limits.ping_interval_s", K_INT, 0, 1, 3600, 30,
+	CF(limits.ping_interval_s),
+	"Seconds of silence after which the hub pings a WebSocket client."),
+    NUM("limits.idle_timeout_s", K_INT, 0, 2, 86400, 90,
+	CF(limits.idle_timeout_s),
+	"Seconds without any frame (pongs count) after which a WebSocket "
+	"client is dropped; must exceed limits.ping_interval_s."),
+    NUM("limits.max_memory_mb", K_SIZE, R, 0, 1048576, 2048,
+	CF(limits.max_memory_mb),
+	"Resident memory (MiB) above which new publishes are refused with "
+	"`unavailable` until it falls again; 0 turns the check off."),
 };
 
 #define N_KEYS (sizeof keys / sizeof keys[0])
@@ -708,6 +758,8 @@ static const char *expected(enum ktype t)
 		return "a boolean";
 	case K_PATTERNS:
 		return "an array of topic filters";
+	case K_STRINGS:
+		return "an array of strings";
 	case K_OBJECT:
 		return "an object";
 	default:
@@ -778,8 +830,11 @@ static void patterns_free(config_patterns_t *p)
 static int parse_object(struct parse *x, json_t *obj, const char *path,
 			const char *scope, char *base);
 
+/* Parses a list of topic filters, or with check a list of strings that
+ * check accepts (it returns NULL or what is wrong). */
 static int parse_patterns(struct parse *x, json_t *v, const char *path,
-			  config_patterns_t *p)
+			  config_patterns_t *p,
+			  const char *(*check)(const char *s))
 {
 	size_t i;
 	json_t *e;
@@ -792,18 +847,29 @@ static int parse_patterns(struct parse *x, json_t *v, const char *path,
 		bool pattern;
 		int rc = 0;
 
-		if (json_is_string(e) &&
-		    !topic_validate_filter(json_string_value(e),
-					   json_string_length(e), &pattern)) {
-			p->v[p->n++] = xstrdup(json_string_value(e));
-			continue;
+		const char *bad = NULL;
+
+		if (json_is_string(e)) {
+			if (check)
+				bad = check(json_string_value(e));
+			else if (topic_validate_filter(json_string_value(e),
+						       json_string_length(e),
+						       &pattern))
+				bad = "invalid topic filter";
+			if (!bad && strlen(json_string_value(e)) ==
+					json_string_length(e)) {
+				p->v[p->n++] = xstrdup(json_string_value(e));
+				continue;
+			}
+			if (!bad)
+				bad = "must not hold NUL characters";
 		}
 		ep = path_index(path, i);
 		if (!json_is_string(e))
 			rc = fail(x, ep, ep, "expected a string, got %s",
 				  kind(e));
 		else
-			rc = fail(x, ep, ep, "invalid topic filter %s",
+			rc = fail(x, ep, ep, "%s %s", bad,
 				  log_str(json_string_value(e)));
 		free(ep);
 		return rc;
@@ -987,9 +1053,11 @@ static int parse_value(struct parse *x, const struct key *k, json_t *v,
 				    "must be 64 hex digits (a SHA-256)");
 		return 0;
 	case K_PATTERNS:
+	case K_STRINGS:
 		if (!json_is_array(v))
 			break;
-		return parse_patterns(x, v, path, (config_patterns_t *)f);
+		return parse_patterns(x, v, path, (config_patterns_t *)f,
+				      k->type == K_STRINGS ? k->check : NULL);
 	case K_OBJECT:
 		if (!json_is_object(v))
 			break;
@@ -1032,6 +1100,7 @@ static void set_default(struct parse *x, const struct key *k, char *base)
 				set_default(x, &keys[i], base);
 		break;
 	case K_PATTERNS:
+	case K_STRINGS:
 		/* A list's default is empty or the one filter in sdef. */
 		if (k->sdef) {
 			config_patterns_t *p = (config_patterns_t *)f;
@@ -1126,7 +1195,7 @@ static void free_scope(const char *scope, char *base)
 		f = base + k->off;
 		if (k->type == K_STRING) {
 			free(*(char **)f);
-		} else if (k->type == K_PATTERNS) {
+		} else if (k->type == K_PATTERNS || k->type == K_STRINGS) {
 			patterns_free((config_patterns_t *)f);
 		} else if (k->type == K_ARRAY) {
 			char sub[128], *elems;
@@ -1337,6 +1406,8 @@ static const char *type_doc(const struct key *k)
 		return "hex string";
 	case K_PATTERNS:
 		return "list of topic filters";
+	case K_STRINGS:
+		return "list of strings";
 	case K_OBJECT:
 		return "object";
 	default:
@@ -1390,7 +1461,8 @@ void config_write_docs(void *stream)
 			fprintf(out, "%.15g", k->ddef);
 		else if (k->type == K_BOOL)
 			fputs(k->idef ? "true" : "false", out);
-		else if (k->type == K_PATTERNS || k->type == K_ARRAY)
+		else if (k->type == K_PATTERNS || k->type == K_STRINGS ||
+			 k->type == K_ARRAY)
 			fputs("`[]`", out);
 		else if (k->off != NO_FIELD)
 			fputs("absent (off)", out);

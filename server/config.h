@@ -14,7 +14,7 @@ typedef struct config_patterns {
 
 /* One entry of auth.tokens. */
 typedef struct config_token {
-	char *user;                  /* User name, without "@node". */
+	char *user;		     /* User name, without "@node". */
 	unsigned char sha256[32];    /* SHA-256 of the token. */
 	config_patterns_t subscribe; /* Filters this user may subscribe to. */
 	config_patterns_t publish;   /* Filters this user may publish to. */
@@ -22,64 +22,71 @@ typedef struct config_token {
 
 /* One entry of federation.peers. */
 typedef struct config_peer {
-	char *name;                /* Node name, the certificate identity. */
-	char *url;                 /* wss:// URL we dial. */
+	char *name;		   /* Node name, the certificate identity. */
+	char *url;		   /* wss:// URL we dial. */
 	config_patterns_t export_; /* What we send them. */
 	config_patterns_t import_; /* What we accept from them. */
-	int relay;                 /* May send messages of other origins. */
+	int relay;		   /* May send messages of other origins. */
 } config_peer_t;
 
 typedef struct config {
-	char *node;           /* This node's DNS-style name. */
-	char *listen_host;    /* Client listener address. */
-	int listen_port;      /* Client listener port. */
-	char *ws_path;        /* WebSocket path, default "/ws". */
-	char *log_level;      /* debug, info, warn or error. */
-	size_t history_length; /* Messages kept per topic. */
-	char *http_root;      /* Web page directory, or NULL for the
-				 installed or source-tree default. */
+	char *node;			   /* This node's DNS-style name. */
+	char *listen_host;		   /* Client listener address. */
+	int listen_port;		   /* Client listener port. */
+	char *ws_path;			   /* WebSocket path, default "/ws". */
+	config_patterns_t allowed_origins; /* Web origins allowed to open
+					      sessions (strings). */
+	char *log_level;		   /* debug, info, warn or error. */
+	size_t history_length;		   /* Messages kept per topic. */
+	char *http_root; /* Web page directory, or NULL for the
+			    installed or source-tree default. */
 	config_patterns_t presence_topics; /* Topics with presence. */
 
 	config_patterns_t anon_subscribe; /* auth.anonymous.subscribe. */
-	config_patterns_t anon_publish;   /* auth.anonymous.publish. */
-	config_token_t *tokens;           /* auth.tokens. */
+	config_patterns_t anon_publish;	  /* auth.anonymous.publish. */
+	config_token_t *tokens;		  /* auth.tokens. */
 	size_t n_tokens;
 
 	int fed_enabled;      /* A "federation" section is present. */
-	char *fed_host;       /* federation.listen.host. */
-	int fed_port;         /* federation.listen.port. */
-	char *fed_ca;         /* CA file (PEM). */
-	char *fed_cert;       /* This node's certificate (PEM). */
-	char *fed_key;        /* This node's key (PEM). */
+	char *fed_host;	      /* federation.listen.host. */
+	int fed_port;	      /* federation.listen.port. */
+	char *fed_ca;	      /* CA file (PEM). */
+	char *fed_cert;	      /* This node's certificate (PEM). */
+	char *fed_key;	      /* This node's key (PEM). */
 	config_peer_t *peers; /* federation.peers. */
 	size_t n_peers;
-	char *fed_state_file; /* Where per-peer cursors are saved, or NULL
-				 for "<config dir>/<node>.fedstate". */
-	int fed_ping_ms;      /* Ping interval on links. */
-	int fed_dead_ms;      /* Silence after which a link is dead. */
-	int fed_backoff_min_ms; /* First redial delay. */
-	int fed_backoff_max_ms; /* Largest redial delay. */
-	size_t fed_dedup_window; /* Mids remembered for dedup. */
+	char *fed_state_file;	    /* Where per-peer cursors are saved, or NULL
+				       for "<config dir>/<node>.fedstate". */
+	int fed_ping_ms;	    /* Ping interval on links. */
+	int fed_dead_ms;	    /* Silence after which a link is dead. */
+	int fed_backoff_min_ms;	    /* First redial delay. */
+	int fed_backoff_max_ms;	    /* Largest redial delay. */
+	size_t fed_dedup_window;    /* Mids remembered for dedup. */
 	size_t fed_max_queue_bytes; /* Bytes queued per link. */
 
 	int redis_enabled;  /* A "redis" section is present. */
 	char *redis_host;   /* redis.host. */
-	int redis_port;     /* redis.port. */
+	int redis_port;	    /* redis.port. */
 	char *redis_prefix; /* Prefix of every Redis key and channel. */
 
 	struct {
-		size_t max_frame_bytes;   /* Largest client frame accepted. */
-		size_t max_subscriptions; /* Per connection. */
-		size_t max_queue_bytes;   /* Outgoing bytes queued per
-					     connection before it is cut. */
+		size_t max_frame_bytes;	   /* Largest client frame accepted. */
+		size_t max_subscriptions;  /* Per connection. */
+		size_t max_queue_bytes;	   /* Outgoing bytes queued per
+					      connection before it is cut. */
 		double publish_per_second; /* Per connection. */
-		double publish_burst;      /* Bucket size per connection. */
+		double publish_burst;	   /* Bucket size per connection. */
 		double token_publish_per_second; /* Per token, all its
 						    connections and HTTP. */
-		size_t max_connections;   /* Client connections per instance. */
-		size_t max_errors;        /* Bad requests in a row before a
-					     connection is closed (1008). */
-		size_t max_topics;        /* Topics held in history. */
+		size_t max_connections; /* Client connections per instance. */
+		size_t max_errors;	/* Bad requests in a row before a
+					   connection is closed (1008). */
+		size_t max_topics;	/* Topics held in history. */
+		size_t max_connections_per_ip; /* Sessions per client IP. */
+		int handshake_timeout_s;       /* Bound on request/handshake. */
+		int ping_interval_s;	       /* Ping a silent client after. */
+		int idle_timeout_s;	       /* Drop a silent client after. */
+		size_t max_memory_mb; /* RSS high-water mark; 0: off. */
 	} limits;
 } config_t;
 
@@ -90,8 +97,8 @@ typedef struct config {
 int config_load(const char *path, config_t **out, char *err, size_t errlen);
 
 /* Same as config_load, from a string (name is used in messages). */
-int config_parse(const char *text, size_t len, const char *name,
-		 config_t **out, char *err, size_t errlen);
+int config_parse(const char *text, size_t len, const char *name, config_t **out,
+		 char *err, size_t errlen);
 
 /* Frees a config. NULL is a no-op. */
 void config_free(config_t *c);

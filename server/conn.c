@@ -9,6 +9,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "strmap.h"
 
 /* Seconds a closing session may take to get its close frame out. */
 #define CLOSE_GRACE_S 3
@@ -40,6 +41,9 @@ int conn_open(conn_t *c, hub_t *h, struct lws *wsi, auth_user_t *user,
 	c->bucket = h->live->limits.publish_burst;
 	c->bucket_ms = uv_now(h->loop);
 	lws_get_peer_simple(wsi, c->peer, sizeof c->peer);
+	strmap_put(h->per_ip, c->peer,
+		   (void *)((uintptr_t)strmap_get(h->per_ip, c->peer) + 1),
+		   NULL);
 	outq_init(&c->out, h, wsi, h->live->limits.max_queue_bytes,
 		  &h->m.bytes_out, &h->m.writes);
 	c->next = h->conns;
@@ -58,6 +62,14 @@ void conn_release(conn_t *c)
 	if (!h)
 		return; /* Never opened (refused during the handshake). */
 	outq_release(&c->out);
+	{
+		uintptr_t n = (uintptr_t)strmap_get(h->per_ip, c->peer);
+
+		if (n > 1)
+			strmap_put(h->per_ip, c->peer, (void *)(n - 1), NULL);
+		else
+			strmap_del(h->per_ip, c->peer);
+	}
 	for (size_t i = 0; i < c->n_subs; i++) {
 		router_remove(h->router, c->subs[i].rs);
 		free(c->subs[i].present_as);

@@ -8,7 +8,7 @@ struct err_row {
 
 static const struct err_row rows[] = {
 #define PE_ROW_(name, wire, text) {wire, text},
-	PARLEY_ERRORS(PE_ROW_)
+    PARLEY_ERRORS(PE_ROW_)
 #undef PE_ROW_
 };
 

@@ -34,7 +34,7 @@ enum parley_err {
 #define PE_ENUM_(name, wire, text) name,
 	PARLEY_ERRORS(PE_ENUM_)
 #undef PE_ENUM_
-	PE__LAST
+	    PE__LAST
 };
 
 /* Returns the human text of an error code (static storage, never NULL). */

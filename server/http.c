@@ -383,7 +383,7 @@ static int on_body(struct lws *wsi, http_session_t *s, const void *in,
 	hub_t *h = hub_of(wsi);
 	char *n;
 
-	if (s->refused)
+	if (s->refused || !len)
 		return 0;
 	if (s->req_len + len > h->live->limits.max_frame_bytes + 1024) {
 		s->refused = 1;
@@ -456,11 +456,22 @@ int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		return do_publish(wsi, s);
 	case LWS_CALLBACK_HTTP_WRITEABLE:
 		return on_writeable(wsi, s);
-	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-		/* A WebSocket upgrade without the parley.v1 subprotocol. */
+	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
+		/* A WebSocket upgrade without the parley.v1 subprotocol; the
+		 * role is already ws, so the answer is written raw. */
+		static const char resp[] =
+		    "HTTP/1.1 400 Bad Request\r\nContent-Type: "
+		    "application/json\r\nContent-Length: 65\r\nConnection: "
+		    "close\r\n\r\n{\"code\":\"bad_request\",\"reason\":\"offer "
+		    "the parley.v1 subprotocol\"}";
+		unsigned char buf[LWS_PRE + sizeof resp];
+
 		hub_of(wsi)->m.connections_rejected++;
 		log_info("ws_refused", "reason=\"no parley.v1 subprotocol\"");
+		memcpy(buf + LWS_PRE, resp, sizeof resp - 1);
+		lws_write(wsi, buf + LWS_PRE, sizeof resp - 1, LWS_WRITE_RAW);
 		return 1;
+	}
 	case LWS_CALLBACK_CLOSED_HTTP:
 	case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
 		if (s)

@@ -8,19 +8,19 @@
 /* One of these per HTTP connection (lws per-session data of the "http"
  * protocol): the request being read and the response being written. */
 typedef struct http_session {
-	char *req;          /* POST body received so far. */
-	size_t req_len;     /* Bytes in req. */
-	int route;          /* Which handler answers (http.c's enum). */
-	int refused;        /* The POST was answered early (too large). */
-	char *resp;         /* Response body. */
-	size_t resp_len;    /* Bytes in resp. */
-	size_t resp_off;    /* Bytes of resp written. */
+	char *req;	 /* POST body received so far. */
+	size_t req_len;	 /* Bytes in req. */
+	int route;	 /* Which handler answers (http.c's enum). */
+	int refused;	 /* The POST was answered early (too large). */
+	char *resp;	 /* Response body. */
+	size_t resp_len; /* Bytes in resp. */
+	size_t resp_off; /* Bytes of resp written. */
 } http_session_t;
 
 /* The lws callback of the "http" protocol (protocols[0] of the client
  * vhost). A WebSocket upgrade that names no subprotocol lands here and is
  * refused. */
-int http_callback(struct lws *wsi, enum lws_callback_reasons reason,
-		  void *user, void *in, size_t len);
+int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+		  void *in, size_t len);
 
 #endif

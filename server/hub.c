@@ -16,6 +16,7 @@
 #include "fed.h"
 #include "log.h"
 #include "presence.h"
+#include "strmap.h"
 
 /* Picks the web page directory: the configured one, else the installed
  * one, else the source tree's (for running from a build directory). */
@@ -59,6 +60,7 @@ hub_t *hub_new(uv_loop_t *loop, config_t *cfg, const char *config_path)
 	h->auth = auth_new(cfg);
 	h->router = router_new();
 	h->presence = presence_new();
+	h->per_ip = strmap_new();
 	h->webroot = find_webroot(cfg);
 	h->started_ms = (uint64_t)hub_now_ms();
 	h->history = history_new(cfg->history_length, h->started_ms);
@@ -82,6 +84,7 @@ void hub_free(hub_t *h)
 	fed_free(h->fed);
 	router_free(h->router);
 	presence_free(h->presence);
+	strmap_free(h->per_ip);
 	free(h->webroot);
 	history_free(h->history);
 	auth_free(h->auth);
@@ -127,6 +130,13 @@ static void deliver(void *owner, void *ud)
 		c->hub->m.messages_out++;
 }
 
+int hub_memory_high(const hub_t *h)
+{
+	size_t lim = h->live->limits.max_memory_mb;
+
+	return lim && h->rss_bytes > lim * 1024 * 1024;
+}
+
 int hub_accept(hub_t *h, msg_t *m)
 {
 	char cursor[HISTORY_CURSOR_MAX];
@@ -153,6 +163,10 @@ int hub_publish_local(hub_t *h, const char *topic, const char *from,
 
 	if (h->shutting_down)
 		return PE_UNAVAILABLE;
+	if (hub_memory_high(h)) {
+		h->m.memory_refusals++;
+		return PE_UNAVAILABLE;
+	}
 	if (history_topic_count(h->history) >= h->live->limits.max_topics &&
 	    !history_has_topic(h->history, topic))
 		return PE_TOO_MANY;

@@ -5,6 +5,7 @@
 #define PARLEY_HUB_H
 
 #include <stdint.h>
+#include <libwebsockets.h>
 #include <uv.h>
 
 #include "auth.h"
@@ -37,26 +38,29 @@ typedef struct hub_metrics {
 					  cut-off receivers). */
 	uint64_t errors[32];	       /* Error frames sent, by err code
 					  index (err - PE__FIRST - 1). */
+	uint64_t memory_refusals;      /* Publishes refused above the memory
+					 high-water mark. */
 	uint64_t reloads;	       /* Successful SIGHUP reloads. */
 	uint64_t reload_failures;      /* Rejected SIGHUP reloads. */
 } hub_metrics_t;
 
 typedef struct hub {
-	uv_loop_t *loop;	   /* The one loop of this process. */
-	config_t *cfg;		   /* Configuration loaded at start; its
-				      non-reloadable keys are the ones used. */
-	config_t *live;		   /* Latest loaded configuration (== cfg
-				      until the first reload); reloadable keys
-				      (auth, limits) come from here. */
-	char *config_path;	   /* File reloaded on SIGHUP. */
-	auth_t *auth;		   /* Built from live. */
-	router_t *router;	   /* Local client subscriptions. */
-	history_t *history;	   /* Stored messages. */
-	struct presence *presence; /* Who is on which topic. */
-	struct fed *fed;	   /* Federation, or NULL when off. */
-	char *webroot;		   /* Directory of the web page files. */
-	struct lws_context *lws;   /* NULL once destroyed. */
-	struct lws_vhost *vhost;   /* Client listener. */
+	uv_loop_t *loop;	    /* The one loop of this process. */
+	config_t *cfg;		    /* Configuration loaded at start; its
+				       non-reloadable keys are the ones used. */
+	config_t *live;		    /* Latest loaded configuration (== cfg
+				       until the first reload); reloadable keys
+				       (auth, limits) come from here. */
+	char *config_path;	    /* File reloaded on SIGHUP. */
+	auth_t *auth;		    /* Built from live. */
+	router_t *router;	    /* Local client subscriptions. */
+	history_t *history;	    /* Stored messages. */
+	struct presence *presence;  /* Who is on which topic. */
+	struct fed *fed;	    /* Federation, or NULL when off. */
+	char *webroot;		    /* Directory of the web page files. */
+	struct lws_context *lws;    /* NULL once destroyed. */
+	struct lws_vhost *vhost;    /* Client listener. */
+	lws_retry_bo_t idle_policy; /* Ping and idle bounds of sessions. */
 
 	struct conn *conns;    /* Every open client session (list). */
 	size_t n_conns;	       /* Length of conns. */
@@ -70,6 +74,9 @@ typedef struct hub {
 	uv_signal_t sig_int;	   /* Graceful shutdown. */
 	uv_signal_t sig_hup;	   /* Reload. */
 	uv_timer_t shutdown_timer; /* Waits for sessions to close. */
+	uv_timer_t mem_timer;	   /* Samples resident memory. */
+	size_t rss_bytes;	   /* Last sampled resident memory. */
+	struct strmap *per_ip;	   /* Client IP to open session count. */
 	int shutting_down;	   /* 1 once SIGTERM/SIGINT arrived. */
 	uint64_t shutdown_start;   /* uv_now when shutdown began. */
 	int exit_code;		   /* Returned by hub_run. */
@@ -111,6 +118,9 @@ int hub_accept(hub_t *h, msg_t *m);
 /* Re-reads the configuration file and applies its reloadable keys. On any
  * error the running configuration stays. Returns 0 or a negative code. */
 int hub_reload(hub_t *h);
+
+/* Returns 1 when resident memory is above limits.max_memory_mb. */
+int hub_memory_high(const hub_t *h);
 
 /* Counts one error frame of code err. */
 void hub_count_error(hub_t *h, int err);

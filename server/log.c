@@ -48,7 +48,8 @@ void log_event(enum log_level lvl, const char *event, const char *fmt, ...)
 	r = snprintf(line + n, sizeof line - n, ".%03dZ level=%s event=%s",
 		     (int)(tv.tv_usec / 1000), level_names[lvl], event);
 	if (r > 0)
-		n += (size_t)r < sizeof line - n ? (size_t)r : sizeof line - n - 1;
+		n += (size_t)r < sizeof line - n ? (size_t)r
+						 : sizeof line - n - 1;
 	if (fmt && *fmt && n < sizeof line - 2) {
 		va_list ap;
 

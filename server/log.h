@@ -17,7 +17,7 @@ int log_enabled(enum log_level lvl);
 /* Writes one line: the event name then the caller's "key=value" pairs
  * formatted by fmt (may be NULL). */
 void log_event(enum log_level lvl, const char *event, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* Returns s as a quoted, escaped log value, truncated to about 200 bytes.
  * The result lives in one of 8 rotating static buffers: use it within the
@@ -29,8 +29,8 @@ const char *log_str(const char *s);
 		if (log_enabled(PLOG_DEBUG))                                   \
 			log_event(PLOG_DEBUG, ev, __VA_ARGS__);                \
 	} while (0)
-#define log_info(ev, ...) log_event(PLOG_INFO, ev, __VA_ARGS__)
-#define log_warn(ev, ...) log_event(PLOG_WARN, ev, __VA_ARGS__)
+#define log_info(ev, ...)  log_event(PLOG_INFO, ev, __VA_ARGS__)
+#define log_warn(ev, ...)  log_event(PLOG_WARN, ev, __VA_ARGS__)
 #define log_error(ev, ...) log_event(PLOG_ERROR, ev, __VA_ARGS__)
 
 #endif

@@ -75,9 +75,16 @@ void outq_push_force(outq_t *q, frame_t *f)
 	dirty_add(q);
 }
 
+void outq_push_exempt(outq_t *q, frame_t *f)
+{
+	outq_push_force(q, f);
+	q->exempt_bytes += f->len;
+	q->exempt_end = q->head_abs + q->len;
+}
+
 int outq_push(outq_t *q, frame_t *f)
 {
-	if (q->failed || q->bytes + f->len > q->max_bytes)
+	if (q->failed || q->bytes - q->exempt_bytes + f->len > q->max_bytes)
 		return -1;
 	outq_push_force(q, f);
 	return 0;
@@ -89,6 +96,13 @@ static void pop(outq_t *q, uint32_t n)
 		frame_t *f = q->ring[q->head];
 
 		q->bytes -= f->len;
+		/* Frames ahead of the last backlog frame leave the exempt
+		 * count first; it only ever over-counts live frames queued
+		 * before a backlog, which were admitted under the bound. */
+		if (q->head_abs < q->exempt_end)
+			q->exempt_bytes -=
+			    q->exempt_bytes < f->len ? q->exempt_bytes : f->len;
+		q->head_abs++;
 		frame_unref(f);
 		q->head = (q->head + 1) & (q->cap - 1);
 	}

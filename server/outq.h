@@ -29,6 +29,10 @@ struct outq {
 	uint32_t len;		/* Frames queued. */
 	size_t bytes;		/* Bytes queued. */
 	size_t max_bytes;	/* Bound checked by outq_push. */
+	size_t exempt_bytes;	/* Queued backlog bytes outside the bound. */
+	uint64_t head_abs;	/* Number of frames ever popped. */
+	uint64_t exempt_end;	/* Frames before this absolute index count as
+				   exempt (backlog queued ahead). */
 	int dirty;		/* 1 while on the hub's dirty list. */
 	int want_writable;	/* 1 while waiting for WRITEABLE. */
 	int failed;		/* A write failed: the connection is dead. */
@@ -50,6 +54,12 @@ int outq_push(outq_t *q, frame_t *f);
 
 /* Queues f whatever the bound (close frames, control answers). */
 void outq_push_force(outq_t *q, frame_t *f);
+
+/* Queues a backlog frame (shared with history, so it costs the queue a
+ * pointer): counted apart from max_bytes, so a client reading a large
+ * backlog is not mistaken for a slow consumer. Callers bound the exempt
+ * total themselves. */
+void outq_push_exempt(outq_t *q, frame_t *f);
 
 /* Drops every queued frame; returns how many were dropped. */
 uint32_t outq_clear(outq_t *q);

@@ -6,6 +6,7 @@
 #include <libwebsockets.h>
 #include <signal.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "conn.h"
 #include "fed.h"
@@ -38,6 +39,21 @@ static void lws_log_emit(int level, const char *line)
 		  log_str(buf));
 }
 
+/* Samples resident memory once a second for the high-water mark. */
+static void on_mem_timer(uv_timer_t *t)
+{
+	hub_t *h = t->data;
+	unsigned long pages = 0, rss = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+
+	if (f) {
+		if (fscanf(f, "%lu %lu", &pages, &rss) == 2)
+			h->rss_bytes =
+			    (size_t)rss * (size_t)sysconf(_SC_PAGESIZE);
+		fclose(f);
+	}
+}
+
 static void on_check(uv_check_t *t)
 {
 	hub_t *h = t->data;
@@ -62,6 +78,7 @@ static void finish(hub_t *h)
 	if (h->lws)
 		lws_context_destroy(h->lws);
 	close_handle((uv_handle_t *)&h->shutdown_timer);
+	close_handle((uv_handle_t *)&h->mem_timer);
 	close_handle((uv_handle_t *)&h->flush_check);
 	close_handle((uv_handle_t *)&h->flush_idle);
 	close_handle((uv_handle_t *)&h->sig_term);
@@ -142,8 +159,14 @@ static int start_lws(hub_t *h)
 	vi.protocols = protocols;
 	vi.extensions = NULL; /* No permessage-deflate: frames are raw. */
 	vi.alpn = "http/1.1"; /* Never WebSocket over HTTP/2. */
-	vi.timeout_secs = 10;
+	vi.timeout_secs = (unsigned)h->cfg->limits.handshake_timeout_s;
 	vi.keepalive_timeout = 15;
+	/* lws pings a silent client and drops one that stays silent. */
+	h->idle_policy.secs_since_valid_ping =
+	    (uint16_t)h->cfg->limits.ping_interval_s;
+	h->idle_policy.secs_since_valid_hangup =
+	    (uint16_t)h->cfg->limits.idle_timeout_s;
+	vi.retry_and_idle_policy = &h->idle_policy;
 	h->vhost = lws_create_vhost(h->lws, &vi);
 	if (!h->vhost) {
 		log_error("start_failed",
@@ -173,6 +196,8 @@ int server_run(hub_t *h)
 	uv_check_init(h->loop, &h->flush_check);
 	uv_idle_init(h->loop, &h->flush_idle);
 	uv_timer_init(h->loop, &h->shutdown_timer);
+	uv_timer_init(h->loop, &h->mem_timer);
+	h->mem_timer.data = h;
 	uv_signal_init(h->loop, &h->sig_term);
 	uv_signal_init(h->loop, &h->sig_int);
 	uv_signal_init(h->loop, &h->sig_hup);
@@ -184,6 +209,8 @@ int server_run(hub_t *h)
 		finish(h);
 	} else {
 		uv_check_start(&h->flush_check, on_check);
+		on_mem_timer(&h->mem_timer);
+		uv_timer_start(&h->mem_timer, on_mem_timer, 1000, 1000);
 		uv_signal_start(&h->sig_term, on_signal, SIGTERM);
 		uv_signal_start(&h->sig_int, on_signal, SIGINT);
 		uv_signal_start(&h->sig_hup, on_signal, SIGHUP);

@@ -181,6 +181,11 @@ char *stats_metrics(const hub_t *h, size_t *len)
 	       "Messages held in history.", history_msg_count(h->history));
 	metric(&o, "parley_history_topics", "gauge", "Topics held in history.",
 	       history_topic_count(h->history));
+	metric(&o, "parley_resident_memory_bytes", "gauge",
+	       "Resident memory sampled each second.", h->rss_bytes);
+	metric(&o, "parley_memory_refusals_total", "counter",
+	       "Publishes refused above limits.max_memory_mb.",
+	       m->memory_refusals);
 	metric(&o, "parley_reloads_total", "counter",
 	       "Successful configuration reloads.", m->reloads);
 	metric(&o, "parley_reload_failures_total", "counter",

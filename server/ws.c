@@ -12,6 +12,7 @@
 #include "err.h"
 #include "hub.h"
 #include "log.h"
+#include "strmap.h"
 
 static hub_t *hub_of(struct lws *wsi)
 {
@@ -25,6 +26,8 @@ static int refuse(struct lws *wsi, hub_t *h, int status, const char *text,
 {
 	unsigned char buf[LWS_PRE + 512];
 	const char *code = status == 401   ? "unauthorized"
+			   : status == 403 ? "forbidden"
+			   : status == 429 ? "rate_limited"
 			   : status == 503 ? "unavailable"
 					   : "bad_request";
 	char body[160];
@@ -40,6 +43,22 @@ static int refuse(struct lws *wsi, hub_t *h, int status, const char *text,
 		     status, text, bl, body);
 	lws_write(wsi, buf + LWS_PRE, (size_t)n, LWS_WRITE_RAW);
 	return 1;
+}
+
+/* Returns 1 when a browser page from origin may open a session: it is
+ * listed (or "*" is), or it is this hub's own page (same host). */
+static int origin_allowed(struct lws *wsi, const hub_t *h, const char *origin)
+{
+	const config_patterns_t *ok = &h->live->allowed_origins;
+	const char *host = strstr(origin, "://");
+	char want[256];
+
+	for (size_t i = 0; i < ok->n; i++)
+		if (!strcmp(ok->v[i], "*") || !strcmp(ok->v[i], origin))
+			return 1;
+	return host &&
+	       lws_hdr_copy(wsi, want, sizeof want, WSI_TOKEN_HOST) > 0 &&
+	       !strcasecmp(host + 3, want);
 }
 
 /* LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: decides whether to accept the
@@ -65,6 +84,15 @@ static int on_filter(struct lws *wsi, conn_t *c)
 	if (h->n_conns >= h->live->limits.max_connections)
 		return refuse(wsi, h, 503, "Service Unavailable",
 			      "connection limit reached");
+	lws_get_peer_simple(wsi, path, sizeof path);
+	if ((uintptr_t)strmap_get(h->per_ip, path) >=
+	    h->live->limits.max_connections_per_ip)
+		return refuse(wsi, h, 429, "Too Many Requests",
+			      "too many connections from this address");
+	n = lws_hdr_copy(wsi, tok, sizeof tok, WSI_TOKEN_ORIGIN);
+	if (n > 0 && !origin_allowed(wsi, h, tok))
+		return refuse(wsi, h, 403, "Forbidden",
+			      "origin not allowed (listen.allowed_origins)");
 	n = lws_hdr_copy(wsi, tok, sizeof tok, WSI_TOKEN_HTTP_AUTHORIZATION);
 	if (n > 0) {
 		if (n < 7 || strncasecmp(tok, "Bearer ", 7))

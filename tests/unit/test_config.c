@@ -30,7 +30,7 @@ struct bad {
 };
 
 /* How many keys the table has (test_docs lists them). */
-#define N_DOC_KEYS 55
+#define N_DOC_KEYS 61
 
 /* The smallest valid config. */
 #define MIN "\"node\":\"a.example\",\"listen\":{}"
@@ -785,6 +785,7 @@ static void test_docs(void)
 	    "listen.host",
 	    "listen.port",
 	    "listen.path",
+	    "listen.allowed_origins",
 	    "history",
 	    "history.length",
 	    "presence",
@@ -834,6 +835,11 @@ static void test_docs(void)
 	    "limits.max_connections",
 	    "limits.max_errors",
 	    "limits.max_topics",
+	    "limits.max_connections_per_ip",
+	    "limits.handshake_timeout_s",
+	    "limits.ping_interval_s",
+	    "limits.idle_timeout_s",
+	    "limits.max_memory_mb",
 	};
 	char *buf = docs_text(), row[128];
 	size_t rows = 0;
