@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster.h"
 #include "codec.h"
 #include "err.h"
 #include "fed.h"
@@ -163,6 +164,8 @@ static void remove_sub(conn_t *c, size_t i)
 
 	snprintf(topic, sizeof topic, "%s", router_sub_filter(c->subs[i].rs));
 	as = conn_remove_sub(c, i);
+	if (c->hub->cluster)
+		cluster_unwant(c->hub->cluster, topic);
 	presence_exit(c->hub, topic, as, c);
 }
 
@@ -266,6 +269,136 @@ static int do_auth(conn_t *c, req_t *r, const char **reason)
 	return 0;
 }
 
+/* A subscription whose backlog is read from Redis (cluster mode). */
+struct ws_sub {
+	uint64_t conn_id; /* Session (looked up again at the end). */
+	json_t *id;	  /* Request id to echo (a reference), or NULL. */
+	char *filter;	  /* The filter (owned). */
+	int added;	  /* This request added the subscription. */
+	int pattern;	  /* The filter is a pattern. */
+};
+
+static void ws_sub_done(hub_t *h, int rc, const cluster_item_t *items, size_t n,
+			void *ud)
+{
+	struct ws_sub *p = ud;
+	conn_t *c = conn_by_id(h, p->conn_id);
+	const char *reason = NULL;
+	size_t bytes = 0;
+	int i;
+
+	if (!c || c->state != CONN_OPEN)
+		goto out; /* Its subscriptions went with it. */
+	for (size_t k = 0; k < n; k++)
+		bytes += items[k].frame->len;
+	if (!rc &&
+	    c->out.exempt_bytes + bytes > h->live->limits.max_queue_bytes) {
+		rc = PE_TOO_LARGE;
+		reason = "backlog larger than this connection's queue "
+			 "(limits.max_queue_bytes): ask for fewer messages";
+	}
+	if (rc) {
+		if (rc == PE_UNAVAILABLE)
+			reason = "the cluster's Redis is unreachable";
+		else if (rc == PE_HISTORY_GAP)
+			reason = "history no longer holds every message after "
+				 "this cursor";
+		i = conn_find_sub(c, p->filter);
+		if (p->added && i >= 0)
+			remove_sub(c, (size_t)i);
+		send_error(c, p->id, rc, reason, NULL);
+		conn_unhold(c, NULL, 0);
+		goto out;
+	}
+	for (size_t k = 0; k < n; k++)
+		outq_push_exempt(&c->out, items[k].frame);
+	h->m.backlog_messages += n;
+	h->m.messages_out += n;
+	send_new(c, codec_ok(p->id, NULL, NULL));
+	i = conn_find_sub(c, p->filter);
+	if (p->added && i >= 0 && !p->pattern &&
+	    presence_enabled(h, p->filter) && !c->subs[i].present_as)
+		c->subs[i].present_as = presence_enter(c, p->filter);
+	conn_unhold(c, p->filter, n ? items[n - 1].seq : 0);
+out:
+	json_decref(p->id);
+	free(p->filter);
+	free(p);
+}
+
+/* do_sub in cluster mode: the subscription is taken at once (messages
+ * published from now on are held back), the backlog is read from Redis,
+ * and the answer comes when it has been queued. */
+static int cluster_sub(conn_t *c, req_t *r, int pattern, const char **reason)
+{
+	hub_t *h = c->hub;
+	uint64_t seq = 0;
+	size_t last = 0;
+	struct ws_sub *p;
+	router_sub_t *s;
+	int rc;
+
+	if (r->since) {
+		rc = cluster_parse_cursor(h->cluster, r->since, &seq);
+		if (rc) {
+			*reason = rc == PE_HISTORY_GAP
+				      ? "cursor is from another history (Redis "
+					"lost its data, or another hub)"
+				      : "invalid cursor";
+			return rc;
+		}
+	} else if (r->has_last) {
+		last = (size_t)r->last < h->cfg->history_length
+			   ? (size_t)r->last
+			   : h->cfg->history_length;
+	}
+	if (!cluster_up(h->cluster)) {
+		*reason = "the cluster's Redis is unreachable";
+		return PE_UNAVAILABLE;
+	}
+	p = calloc(1, sizeof *p);
+	if (!p)
+		abort();
+	p->conn_id = c->id;
+	p->id = json_incref(r->id);
+	p->filter = strdup(r->topic);
+	p->pattern = pattern;
+	if (!p->filter)
+		abort();
+	if (conn_find_sub(c, r->topic) < 0) {
+		rc = router_add(h->router, r->topic, c, &s);
+		if (!rc && conn_add_sub(c, s, NULL)) {
+			router_remove(h->router, s);
+			rc = PE_NOMEM;
+		}
+		if (rc) {
+			json_decref(p->id);
+			free(p->filter);
+			free(p);
+			return rc;
+		}
+		cluster_want(h->cluster, r->topic);
+		p->added = 1;
+	}
+	c->holding++;
+	rc = cluster_backlog(h->cluster, r->topic, 1, r->since != NULL, seq,
+			     last, ws_sub_done, p);
+	if (rc) {
+		/* Not called back: undo by hand. */
+		int i = conn_find_sub(c, r->topic);
+
+		if (p->added && i >= 0)
+			remove_sub(c, (size_t)i);
+		conn_unhold(c, NULL, 0);
+		json_decref(p->id);
+		free(p->filter);
+		free(p);
+		*reason = "the cluster's Redis is unreachable";
+		return PE_UNAVAILABLE;
+	}
+	return 0;
+}
+
 static int do_sub(conn_t *c, req_t *r, const char **reason)
 {
 	hub_t *h = c->hub;
@@ -288,6 +421,8 @@ static int do_sub(conn_t *c, req_t *r, const char **reason)
 		*reason = "subscription limit reached";
 		return PE_TOO_MANY;
 	}
+	if (h->cluster)
+		return cluster_sub(c, r, pattern, reason);
 	if (r->since) {
 		rc = history_parse_cursor(h->history, r->since, &seq);
 		if (rc) {
@@ -342,12 +477,34 @@ static int do_unsub(conn_t *c, req_t *r, const char **reason)
 	return 0;
 }
 
+/* A publish waiting for Redis (cluster mode). */
+struct pub_op {
+	client_done_fn done; /* Caller's callback. */
+	void *ud;	     /* Caller's data. */
+	char mid[64];	     /* The message's id. */
+};
+
+static void on_cluster_stored(hub_t *h, int rc, uint64_t seq, void *ud)
+{
+	struct pub_op *op = ud;
+
+	(void)seq;
+	op->done(h, rc, op->mid,
+		 rc ? "the cluster's Redis is unreachable: nothing was "
+		      "stored, publish again later"
+		    : NULL,
+		 op->ud);
+	free(op);
+}
+
 int client_publish(hub_t *h, auth_user_t *user, const char *topic,
-		   const json_t *body, msg_t **out, const char **reason)
+		   const json_t *body, client_done_fn done, void *ud,
+		   const char **reason)
 {
 	char from[192];
 	size_t blen;
 	char *btext;
+	msg_t *m;
 	int rc;
 
 	if (topic_validate(topic, strlen(topic))) {
@@ -358,8 +515,7 @@ int client_publish(hub_t *h, auth_user_t *user, const char *topic,
 		*reason = "not permitted to publish to this topic";
 		return PE_FORBIDDEN;
 	}
-	if (!user->anonymous &&
-	    !ratelimit_take(&user->bucket, &user->bucket_ms,
+	if (!ratelimit_take(&user->bucket, &user->bucket_ms,
 			    h->live->limits.token_publish_per_second,
 			    2 * h->live->limits.token_publish_per_second,
 			    uv_now(h->loop))) {
@@ -377,21 +533,68 @@ int client_publish(hub_t *h, auth_user_t *user, const char *topic,
 		return PE_TOO_LARGE;
 	}
 	client_identity(h, user, from, sizeof from);
-	rc = hub_publish_local(h, topic, from, btext, blen, out);
+	rc = hub_new_msg(h, topic, from, btext, blen, &m);
 	free(btext);
-	if (rc == PE_UNAVAILABLE)
-		*reason = h->shutting_down ? "the hub is shutting down"
-					   : "the hub is above its memory "
-					     "high-water mark; try later";
-	else if (rc)
-		*reason = parley_strerror(rc);
+	if (rc) {
+		*reason = rc == PE_TOO_MANY  ? "too many topics held"
+			  : h->shutting_down ? "the hub is shutting down"
+					     : "the hub is above its memory "
+					       "high-water mark; try later";
+		return rc;
+	}
+	if (!h->cluster) {
+		rc = hub_accept(h, m);
+		if (!rc)
+			done(h, 0, m->mid, NULL, ud);
+		msg_unref(m);
+		*reason = "the hub is shutting down";
+		return rc;
+	}
+	struct pub_op *op = calloc(1, sizeof *op);
+
+	if (!op)
+		abort();
+	op->done = done;
+	op->ud = ud;
+	snprintf(op->mid, sizeof op->mid, "%s", m->mid);
+	rc = cluster_store(h->cluster, m, on_cluster_stored, op);
+	msg_unref(m);
+	if (rc) {
+		free(op);
+		*reason = "the cluster's Redis is unreachable: nothing was "
+			  "stored, publish again later";
+	}
 	return rc;
+}
+
+/* A parley.v1 publish in flight: the session may be gone when it ends. */
+struct ws_pub {
+	uint64_t conn_id; /* Session (looked up again at the end). */
+	json_t *id;	  /* Request id to echo (a reference), or NULL. */
+};
+
+static void ws_pub_done(hub_t *h, int rc, const char *mid, const char *reason,
+			void *ud)
+{
+	struct ws_pub *p = ud;
+	conn_t *c = conn_by_id(h, p->conn_id);
+
+	if (c && c->state == CONN_OPEN) {
+		if (rc) {
+			send_error(c, p->id, rc, reason, NULL);
+		} else {
+			h->m.messages_in_ws++;
+			send_new(c, codec_ok(p->id, "mid", mid));
+		}
+	}
+	json_decref(p->id);
+	free(p);
 }
 
 static int do_pub(conn_t *c, req_t *r, const char **reason)
 {
 	hub_t *h = c->hub;
-	msg_t *m;
+	struct ws_pub *p;
 	int rc;
 
 	if (!ratelimit_take(&c->bucket, &c->bucket_ms,
@@ -400,12 +603,18 @@ static int do_pub(conn_t *c, req_t *r, const char **reason)
 		*reason = "publish rate limit of this connection exceeded";
 		return PE_RATE_LIMITED;
 	}
-	rc = client_publish(h, c->user, r->topic, r->body, &m, reason);
-	if (rc)
-		return rc;
-	h->m.messages_in_ws++;
-	send_new(c, codec_ok(r->id, "mid", m->mid));
-	return 0;
+	p = malloc(sizeof *p);
+	if (!p)
+		abort();
+	p->conn_id = c->id;
+	p->id = json_incref(r->id);
+	rc = client_publish(h, c->user, r->topic, r->body, ws_pub_done, p,
+			    reason);
+	if (rc) {
+		json_decref(p->id);
+		free(p);
+	}
+	return rc;
 }
 
 void client_handle(conn_t *c, const char *buf, size_t len)

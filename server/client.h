@@ -22,13 +22,20 @@ void client_reject_binary(conn_t *c);
  * hold, each with a forbidden error frame naming the topic. */
 void client_recheck(conn_t *c);
 
+/* Called once when an accepted publish is stored (rc 0, mid set) or
+ * failed to be (rc and reason set; nothing was stored). */
+typedef void (*client_done_fn)(hub_t *h, int rc, const char *mid,
+			       const char *reason, void *ud);
+
 /* The publish path shared by parley.v1 and HTTP: checks topic syntax,
- * permission, the per-token rate limit and the body size, then accepts.
- * user is the author; body is the JSON value. Returns 0 with the stored
- * message in *out (borrowed) or a negative code with *reason (static
- * text). Does not check the per-connection rate limit. */
+ * permission, the per-token rate limit and the body size, then stores
+ * the message as user. Returns 0 after which done is called exactly once
+ * (before returning in standalone mode, when Redis answered in cluster
+ * mode), or a negative code with *reason (static text), done never
+ * called. Does not check the per-connection rate limit. */
 int client_publish(hub_t *h, auth_user_t *user, const char *topic,
-		   const json_t *body, msg_t **out, const char **reason);
+		   const json_t *body, client_done_fn done, void *ud,
+		   const char **reason);
 
 /* Settles the presence a closing session held, then conn_release. Called
  * from LWS_CALLBACK_CLOSED. */

@@ -9,12 +9,15 @@
 
 #include "err.h"
 #include "log.h"
+#include "topic.h"
 #include "strmap.h"
 
 /* Seconds a closing session may take to get its close frame out. */
 #define CLOSE_GRACE_S 3
 
 static const char *const state_names[] = {"open", "closing"};
+
+static void held_clear(conn_t *c);
 
 static uint64_t next_conn_id = 1;
 
@@ -41,6 +44,12 @@ int conn_open(conn_t *c, hub_t *h, struct lws *wsi, auth_user_t *user,
 	c->bucket = h->live->limits.publish_burst;
 	c->bucket_ms = uv_now(h->loop);
 	lws_get_peer_simple(wsi, c->peer, sizeof c->peer);
+	{
+		char key[24];
+
+		snprintf(key, sizeof key, "%llu", (unsigned long long)c->id);
+		strmap_put(h->conn_ids, key, c, NULL);
+	}
 	strmap_put(h->per_ip, c->peer,
 		   (void *)((uintptr_t)strmap_get(h->per_ip, c->peer) + 1),
 		   NULL);
@@ -62,6 +71,13 @@ void conn_release(conn_t *c)
 	if (!h)
 		return; /* Never opened (refused during the handshake). */
 	outq_release(&c->out);
+	held_clear(c);
+	{
+		char key[24];
+
+		snprintf(key, sizeof key, "%llu", (unsigned long long)c->id);
+		strmap_del(h->conn_ids, key);
+	}
 	{
 		uintptr_t n = (uintptr_t)strmap_get(h->per_ip, c->peer);
 
@@ -166,4 +182,91 @@ char *conn_remove_sub(conn_t *c, size_t i)
 	router_remove(c->hub->router, c->subs[i].rs);
 	c->subs[i] = c->subs[--c->n_subs];
 	return present_as;
+}
+
+static void held_clear(conn_t *c)
+{
+	for (size_t i = 0; i < c->n_held; i++) {
+		free(c->held[i].topic);
+		frame_unref(c->held[i].frame);
+	}
+	free(c->held);
+	c->held = NULL;
+	c->n_held = c->cap_held = 0;
+	c->held_bytes = 0;
+	for (size_t i = 0; i < c->n_rules; i++)
+		free(c->rules[i].filter);
+	free(c->rules);
+	c->rules = NULL;
+	c->n_rules = 0;
+}
+
+void conn_hold(conn_t *c, const char *topic, uint64_t seq, frame_t *f)
+{
+	hub_t *h = c->hub;
+
+	if (c->state != CONN_OPEN)
+		return;
+	if (c->held_bytes + f->len > h->live->limits.max_queue_bytes) {
+		h->m.slow_consumers++;
+		h->m.dropped_messages += c->n_held + 1;
+		held_clear(c);
+		conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+			   "slow consumer", 1);
+		return;
+	}
+	if (c->n_held == c->cap_held) {
+		size_t ncap = c->cap_held ? c->cap_held * 2 : 32;
+		conn_held_t *n = realloc(c->held, ncap * sizeof *n);
+
+		if (!n)
+			abort();
+		c->held = n;
+		c->cap_held = ncap;
+	}
+	c->held[c->n_held].topic = strdup(topic);
+	if (!c->held[c->n_held].topic)
+		abort();
+	c->held[c->n_held].seq = seq;
+	c->held[c->n_held].frame = frame_ref(f);
+	c->held_bytes += f->len;
+	c->n_held++;
+}
+
+void conn_unhold(conn_t *c, const char *filter, uint64_t seq)
+{
+	if (filter) {
+		conn_rule_t *n =
+		    realloc(c->rules, (c->n_rules + 1) * sizeof *n);
+
+		if (!n)
+			abort();
+		c->rules = n;
+		c->rules[c->n_rules].filter = strdup(filter);
+		if (!c->rules[c->n_rules].filter)
+			abort();
+		c->rules[c->n_rules].seq = seq;
+		c->n_rules++;
+	}
+	if (c->holding && --c->holding)
+		return;
+	for (size_t i = 0; i < c->n_held; i++) {
+		const conn_held_t *m = &c->held[i];
+		int dup = 0;
+
+		for (size_t r = 0; r < c->n_rules && !dup; r++)
+			dup = m->seq <= c->rules[r].seq &&
+			      topic_match(c->rules[r].filter, m->topic);
+		if (!dup && conn_send(c, m->frame) == 0)
+			c->hub->m.messages_out++;
+	}
+	held_clear(c);
+}
+
+conn_t *conn_by_id(hub_t *h, uint64_t id)
+{
+	char key[24];
+
+	snprintf(key, sizeof key, "%llu", (unsigned long long)id);
+	return strmap_get(h->conn_ids, key);
 }

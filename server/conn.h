@@ -21,6 +21,20 @@ enum conn_state {
 	CONN_CLOSING,  /* A close was decided: no more reads or queueing. */
 };
 
+/* A live message held back while a backlog is read from Redis. */
+typedef struct conn_held {
+	char *topic;	/* Its topic (owned). */
+	uint64_t seq;	/* Its sequence number. */
+	frame_t *frame; /* Its frame (a reference). */
+} conn_held_t;
+
+/* A backlog sent while holding: held messages of filter up to seq were
+ * in it and are not sent again. */
+typedef struct conn_rule {
+	char *filter; /* Filter of the backlog (owned). */
+	uint64_t seq; /* Newest seq the backlog held. */
+} conn_rule_t;
+
 /* One subscription of a session. */
 typedef struct conn_sub {
 	router_sub_t *rs; /* Router handle (holds the filter text). */
@@ -58,6 +72,14 @@ typedef struct conn {
 	uint64_t bucket_ms;	/* Last refill (uv_now). */
 	unsigned errors_in_row; /* Bad requests since the last good one. */
 	int close_queued;	/* Our close frame is queued or sent. */
+	unsigned holding;	/* Backlog reads in progress (cluster): live
+				   messages wait in held meanwhile. */
+	conn_held_t *held;	/* Held live messages, in order. */
+	size_t n_held;		/* Count. */
+	size_t cap_held;	/* Capacity. */
+	size_t held_bytes;	/* Frame bytes held. */
+	conn_rule_t *rules;	/* Backlogs sent while holding. */
+	size_t n_rules;		/* Count. */
 } conn_t;
 
 /* Initialises the per-session struct lws allocated (zeroed) for wsi and
@@ -91,6 +113,20 @@ void conn_close(conn_t *c, int code, const char *reason, int drop_queue);
 /* Handles LWS_CALLBACK_SERVER_WRITEABLE. Returns -1 to make lws close the
  * connection, else 0. */
 int conn_writeable(conn_t *c);
+
+/* Holds a live message back while a backlog is being read (takes a
+ * reference). A session holding more than limits.max_queue_bytes is cut
+ * off as a slow consumer. */
+void conn_hold(conn_t *c, const char *topic, uint64_t seq, frame_t *f);
+
+/* Notes that a backlog of filter up to seq was queued, then, when no
+ * read is left (holding reached 0), sends the held messages that were not
+ * in any such backlog. Call once per finished read (also on error, with
+ * filter NULL). */
+void conn_unhold(conn_t *c, const char *filter, uint64_t seq);
+
+/* Returns the open session with this id, or NULL when it is gone. */
+conn_t *conn_by_id(hub_t *h, uint64_t id);
 
 /* Adds a subscription handle to the session's list; present_as (may be
  * NULL) moves to the session. Returns 0 or PE_NOMEM (nothing moved). */

@@ -11,10 +11,12 @@
 #include <strings.h>
 
 #include "client.h"
+#include "cluster.h"
 #include "codec.h"
 #include "err.h"
 #include "hub.h"
 #include "log.h"
+#include "strmap.h"
 #include "stats.h"
 #include "topic.h"
 
@@ -31,24 +33,40 @@ static hub_t *hub_of(struct lws *wsi)
 /* Starts a response: writes the headers now and the body from
  * HTTP_WRITEABLE. Takes ownership of body (malloc'd). Returns 0, or -1
  * when the connection must be closed. */
+/* Numbers a request and makes it findable by answers that come later. */
+static void session_register(struct lws *wsi, http_session_t *s)
+{
+	hub_t *h = hub_of(wsi);
+	char key[24];
+
+	s->wsi = wsi;
+	s->id = ++h->next_http_id;
+	snprintf(key, sizeof key, "%llu", (unsigned long long)s->id);
+	strmap_put(h->http_ids, key, s, NULL);
+}
+
+/* Returns the request numbered id if its connection is still there. */
+static http_session_t *session_find(hub_t *h, uint64_t id)
+{
+	char key[24];
+
+	snprintf(key, sizeof key, "%llu", (unsigned long long)id);
+	return strmap_get(h->http_ids, key);
+}
+
+/* Decides the response; WRITEABLE writes it (so an answer that comes
+ * later, from Redis, goes out the same way). Takes ownership of body
+ * (malloc'd). Returns 0. */
 static int respond(struct lws *wsi, http_session_t *s, unsigned status,
 		   const char *ctype, char *body, size_t len)
 {
-	unsigned char buf[LWS_PRE + 1024], *start = buf + LWS_PRE, *p = start;
-	unsigned char *end = buf + sizeof buf - 1;
-
 	free(s->resp);
 	s->resp = body;
 	s->resp_len = len;
 	s->resp_off = 0;
-	if (lws_add_http_common_headers(wsi, status, ctype, len, &p, end) ||
-	    lws_add_http_header_by_name(
-		wsi, (const unsigned char *)"cache-control:",
-		(const unsigned char *)"no-store", 8, &p, end) ||
-	    lws_finalize_write_http_header(wsi, start, &p, end))
-		return -1;
-	if (!len)
-		return lws_http_transaction_completed(wsi) ? -1 : 0;
+	s->status = status;
+	s->ctype = ctype;
+	s->headers_sent = 0;
 	lws_callback_on_writable(wsi);
 	return 0;
 }
@@ -116,6 +134,28 @@ static int bearer_user(struct lws *wsi, hub_t *h, auth_user_t **user,
 	return *user ? 0 : PE_UNAUTHORIZED;
 }
 
+static void http_pub_done(hub_t *h, int rc, const char *mid, const char *reason,
+			  void *ud)
+{
+	http_session_t *s = session_find(h, (uint64_t)(uintptr_t)ud);
+	json_t *j;
+	char *out;
+
+	if (!s)
+		return; /* The client went away. */
+	if (rc) {
+		respond_error(s->wsi, s, rc, reason);
+		return;
+	}
+	h->m.messages_in_http++;
+	j = json_pack("{s:s}", "mid", mid);
+	out = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	if (!out)
+		abort();
+	respond(s->wsi, s, 200, "application/json", out, strlen(out));
+}
+
 static int do_publish(struct lws *wsi, http_session_t *s)
 {
 	hub_t *h = hub_of(wsi);
@@ -124,8 +164,6 @@ static int do_publish(struct lws *wsi, http_session_t *s)
 	const char *topic;
 	json_t *req, *body;
 	int had_token, rc;
-	msg_t *m;
-	char *out;
 
 	rc = bearer_user(wsi, h, &user, &had_token);
 	if (rc)
@@ -134,20 +172,14 @@ static int do_publish(struct lws *wsi, http_session_t *s)
 				  &topic, &body, &reason);
 	if (rc)
 		return respond_error(wsi, s, rc, reason);
-	rc = client_publish(h, user, topic, body, &m, &reason);
+	rc = client_publish(h, user, topic, body, http_pub_done,
+			    (void *)(uintptr_t)s->id, &reason);
 	if (rc == PE_FORBIDDEN && !had_token)
 		rc = PE_UNAUTHORIZED, reason = "a bearer token is required";
 	json_decref(req);
 	if (rc)
 		return respond_error(wsi, s, rc, reason);
-	h->m.messages_in_http++;
-	json_t *j = json_pack("{s:s}", "mid", m->mid);
-
-	out = j ? json_dumps(j, JSON_COMPACT) : NULL;
-	json_decref(j);
-	if (!out)
-		return -1;
-	return respond(wsi, s, 200, "application/json", out, strlen(out));
+	return 0;
 }
 
 /* Collects history into a JSON array text. */
@@ -181,6 +213,69 @@ static void hist_visit(msg_t *m, void *ud)
 	o->len++;
 	if (codec_msg_json(m, cursor, &o->buf, &o->len, &o->cap))
 		o->oom = 1;
+}
+
+/* Builds {"topic":…,"messages":[…]} from message JSON texts. */
+static char *history_body(const char *topic, const char *const *msgs,
+			  const size_t *lens, size_t n, size_t *out_len)
+{
+	json_t *jt = json_string(topic);
+	char *tj = jt ? json_dumps(jt, JSON_ENCODE_ANY) : NULL;
+	size_t len = (tj ? strlen(tj) : 0) + 32, o;
+	char *body;
+
+	json_decref(jt);
+	for (size_t i = 0; i < n; i++)
+		len += lens[i] + 1;
+	body = tj ? malloc(len) : NULL;
+	if (!body) {
+		free(tj);
+		return NULL;
+	}
+	o = (size_t)snprintf(body, len, "{\"topic\":%s,\"messages\":[", tj);
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			body[o++] = ',';
+		memcpy(body + o, msgs[i], lens[i]);
+		o += lens[i];
+	}
+	memcpy(body + o, "]}", 3);
+	*out_len = o + 2;
+	free(tj);
+	return body;
+}
+
+static void http_hist_done(hub_t *h, int rc, const cluster_item_t *items,
+			   size_t n, void *ud)
+{
+	http_session_t *s = session_find(h, (uint64_t)(uintptr_t)ud);
+	const char **msgs;
+	size_t *lens, len;
+	char *body;
+
+	if (!s)
+		return;
+	if (rc) {
+		respond_error(s->wsi, s, rc,
+			      rc == PE_UNAVAILABLE
+				  ? "the cluster's Redis is unreachable"
+				  : NULL);
+		return;
+	}
+	msgs = malloc((n + 1) * sizeof *msgs);
+	lens = malloc((n + 1) * sizeof *lens);
+	if (!msgs || !lens)
+		abort();
+	for (size_t i = 0; i < n; i++) {
+		msgs[i] = frame_payload(items[i].frame);
+		lens[i] = items[i].frame->payload_len;
+	}
+	body = history_body(s->topic_req, msgs, lens, n, &len);
+	free(msgs);
+	free(lens);
+	if (!body)
+		abort();
+	respond(s->wsi, s, 200, "application/json", body, len);
 }
 
 static int do_history(struct lws *wsi, http_session_t *s)
@@ -220,6 +315,23 @@ static int do_history(struct lws *wsi, http_session_t *s)
 					     "last must be a number");
 		n = v > h->cfg->history_length ? h->cfg->history_length
 					       : (size_t)v;
+	}
+	if (h->cluster) {
+		int since_mode = since != NULL;
+
+		seq = 0;
+		if (since) {
+			rc = cluster_parse_cursor(h->cluster, since, &seq);
+			if (rc)
+				return respond_error(wsi, s, rc, NULL);
+		}
+		snprintf(s->topic_req, sizeof s->topic_req, "%s", topic);
+		if (cluster_backlog(h->cluster, topic, 0, since_mode, seq, n,
+				    http_hist_done, (void *)(uintptr_t)s->id))
+			return respond_error(wsi, s, PE_UNAVAILABLE,
+					     "the cluster's Redis is "
+					     "unreachable");
+		return 0;
 	}
 	o.cap = 4096;
 	o.buf = malloc(o.cap);
@@ -399,12 +511,35 @@ static int on_body(struct lws *wsi, http_session_t *s, const void *in,
 	return 0;
 }
 
+static int write_headers(struct lws *wsi, http_session_t *s)
+{
+	unsigned char buf[LWS_PRE + 1024], *start = buf + LWS_PRE, *p = start;
+	unsigned char *end = buf + sizeof buf - 1;
+
+	s->headers_sent = 1;
+	if (lws_add_http_common_headers(wsi, s->status, s->ctype, s->resp_len,
+					&p, end) ||
+	    lws_add_http_header_by_name(
+		wsi, (const unsigned char *)"cache-control:",
+		(const unsigned char *)"no-store", 8, &p, end) ||
+	    lws_finalize_write_http_header(wsi, start, &p, end))
+		return -1;
+	if (!s->resp_len)
+		return lws_http_transaction_completed(wsi) ? -1 : 0;
+	lws_callback_on_writable(wsi);
+	return 0;
+}
+
 static int on_writeable(struct lws *wsi, http_session_t *s)
 {
 	size_t chunk = s->resp_len - s->resp_off;
 	unsigned char *buf;
 	int final, n;
 
+	if (!s->status)
+		return 0; /* Still waiting for the answer (cluster). */
+	if (!s->headers_sent)
+		return write_headers(wsi, s);
 	if (!s->resp)
 		return 0;
 	if (chunk > 32768)
@@ -432,8 +567,14 @@ static int on_writeable(struct lws *wsi, http_session_t *s)
 	return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
-static void session_reset(http_session_t *s)
+static void session_reset(struct lws *wsi, http_session_t *s)
 {
+	if (s->id) {
+		char key[24];
+
+		snprintf(key, sizeof key, "%llu", (unsigned long long)s->id);
+		strmap_del(hub_of(wsi)->http_ids, key);
+	}
 	free(s->req);
 	free(s->resp);
 	memset(s, 0, sizeof *s);
@@ -446,7 +587,8 @@ int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 
 	switch (reason) {
 	case LWS_CALLBACK_HTTP:
-		session_reset(s);
+		session_reset(wsi, s);
+		session_register(wsi, s);
 		return on_request(wsi, s, in ? (const char *)in : "/");
 	case LWS_CALLBACK_HTTP_BODY:
 		return on_body(wsi, s, in, len);
@@ -475,7 +617,7 @@ int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	case LWS_CALLBACK_CLOSED_HTTP:
 	case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
 		if (s)
-			session_reset(s);
+			session_reset(wsi, s);
 		break;
 	default:
 		break;

@@ -61,6 +61,8 @@ hub_t *hub_new(uv_loop_t *loop, config_t *cfg, const char *config_path)
 	h->router = router_new();
 	h->presence = presence_new();
 	h->per_ip = strmap_new();
+	h->conn_ids = strmap_new();
+	h->http_ids = strmap_new();
 	h->webroot = find_webroot(cfg);
 	h->started_ms = (uint64_t)hub_now_ms();
 	h->history = history_new(cfg->history_length, h->started_ms);
@@ -85,6 +87,8 @@ void hub_free(hub_t *h)
 	router_free(h->router);
 	presence_free(h->presence);
 	strmap_free(h->per_ip);
+	strmap_free(h->conn_ids);
+	strmap_free(h->http_ids);
 	free(h->webroot);
 	history_free(h->history);
 	auth_free(h->auth);
@@ -118,16 +122,36 @@ static void make_mid(hub_t *h, char out[27])
 
 /* Router callback: queues the message once per session, however many of
  * its filters match. */
+/* One live delivery: what the router callback needs. */
+struct delivery {
+	const char *topic; /* Topic of the message. */
+	uint64_t seq;	   /* Its sequence number (dedup per session). */
+	frame_t *frame;	   /* Its client frame. */
+};
+
 static void deliver(void *owner, void *ud)
 {
 	conn_t *c = owner;
-	msg_t *m = ud;
+	const struct delivery *d = ud;
 
-	if (c->kind != OWNER_CONN || c->last_seq == m->seq)
+	if (c->kind != OWNER_CONN || c->last_seq == d->seq)
 		return;
-	c->last_seq = m->seq;
-	if (conn_send(c, m->frame) == 0)
+	c->last_seq = d->seq;
+	/* A session waiting for a backlog from Redis holds live messages
+	 * back, so that they follow it. */
+	if (c->holding) {
+		conn_hold(c, d->topic, d->seq, d->frame);
+		return;
+	}
+	if (conn_send(c, d->frame) == 0)
 		c->hub->m.messages_out++;
+}
+
+void hub_deliver(hub_t *h, const char *topic, uint64_t seq, frame_t *f)
+{
+	struct delivery d = {topic, seq, f};
+
+	router_match(h->router, topic, deliver, &d);
 }
 
 int hub_memory_high(const hub_t *h)
@@ -146,7 +170,7 @@ int hub_accept(hub_t *h, msg_t *m)
 	history_append(h->history, m);
 	history_cursor(h->history, m->seq, cursor);
 	m->frame = codec_msg(m, cursor);
-	router_match(h->router, m->topic, deliver, m);
+	hub_deliver(h, m->topic, m->seq, m->frame);
 	if (h->fed) {
 		fed_note_mid(h->fed, m->mid);
 		fed_forward(h->fed, m);
@@ -154,12 +178,11 @@ int hub_accept(hub_t *h, msg_t *m)
 	return 0;
 }
 
-int hub_publish_local(hub_t *h, const char *topic, const char *from,
-		      const char *body, size_t body_len, msg_t **out)
+int hub_new_msg(hub_t *h, const char *topic, const char *from, const char *body,
+		size_t body_len, msg_t **out)
 {
 	char mid[27];
 	msg_t *m;
-	int rc;
 
 	if (h->shutting_down)
 		return PE_UNAVAILABLE;
@@ -167,17 +190,17 @@ int hub_publish_local(hub_t *h, const char *topic, const char *from,
 		h->m.memory_refusals++;
 		return PE_UNAVAILABLE;
 	}
-	if (history_topic_count(h->history) >= h->live->limits.max_topics &&
+	/* In cluster mode topics live in Redis, bounded by its memory. */
+	if (!h->cluster &&
+	    history_topic_count(h->history) >= h->live->limits.max_topics &&
 	    !history_has_topic(h->history, topic))
 		return PE_TOO_MANY;
 	make_mid(h, mid);
 	m = msg_new(topic, mid, h->cfg->node, from, hub_now_ms(), body,
 		    body_len);
 	msg_set_path(m, NULL, 0, h->cfg->node);
-	rc = hub_accept(h, m);
 	*out = m;
-	msg_unref(m); /* History keeps it. */
-	return rc;
+	return 0;
 }
 
 void hub_count_error(hub_t *h, int err)

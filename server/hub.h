@@ -45,21 +45,26 @@ typedef struct hub_metrics {
 } hub_metrics_t;
 
 typedef struct hub {
-	uv_loop_t *loop;	    /* The one loop of this process. */
-	config_t *cfg;		    /* Configuration loaded at start; its
-				       non-reloadable keys are the ones used. */
-	config_t *live;		    /* Latest loaded configuration (== cfg
-				       until the first reload); reloadable keys
-				       (auth, limits) come from here. */
-	char *config_path;	    /* File reloaded on SIGHUP. */
-	auth_t *auth;		    /* Built from live. */
-	router_t *router;	    /* Local client subscriptions. */
-	history_t *history;	    /* Stored messages. */
-	struct presence *presence;  /* Who is on which topic. */
-	struct fed *fed;	    /* Federation, or NULL when off. */
-	char *webroot;		    /* Directory of the web page files. */
-	struct lws_context *lws;    /* NULL once destroyed. */
-	struct lws_vhost *vhost;    /* Client listener. */
+	uv_loop_t *loop;	   /* The one loop of this process. */
+	config_t *cfg;		   /* Configuration loaded at start; its
+				      non-reloadable keys are the ones used. */
+	config_t *live;		   /* Latest loaded configuration (== cfg
+				      until the first reload); reloadable keys
+				      (auth, limits) come from here. */
+	char *config_path;	   /* File reloaded on SIGHUP. */
+	auth_t *auth;		   /* Built from live. */
+	router_t *router;	   /* Local client subscriptions. */
+	history_t *history;	   /* Stored messages. */
+	struct presence *presence; /* Who is on which topic. */
+	struct fed *fed;	   /* Federation, or NULL when off. */
+	struct cluster *cluster;   /* Redis cluster mode, or NULL. */
+	struct strmap *conn_ids; /* Session id (decimal) to conn_t, for replies
+				    that arrive after a session may be gone. */
+	struct strmap *http_ids; /* Same for HTTP requests. */
+	uint64_t next_http_id;	 /* Numbers HTTP requests. */
+	char *webroot;		 /* Directory of the web page files. */
+	struct lws_context *lws; /* NULL once destroyed. */
+	struct lws_vhost *vhost; /* Client listener. */
 	lws_retry_bo_t idle_policy; /* Ping and idle bounds of sessions. */
 
 	struct conn *conns;    /* Every open client session (list). */
@@ -101,16 +106,20 @@ void hub_free(hub_t *h);
 /* Returns the current wall-clock time in milliseconds. */
 int64_t hub_now_ms(void);
 
-/* Accepts a new message authored by user on this node: checks nothing
- * (callers check permissions and limits), assigns mid and ts, stores it
- * and queues it to every matching local subscriber. Returns 0 and the
- * stored message in *out (borrowed, valid until the caller returns to the
- * loop) or a negative code, in which case nothing was stored. */
-int hub_publish_local(hub_t *h, const char *topic, const char *from,
-		      const char *body, size_t body_len, msg_t **out);
+/* Builds a new message authored by from on this node (mid, ts and path
+ * set; nothing stored): checks nothing about the author (callers check
+ * permissions and limits) but refuses while shutting down or above the
+ * memory high-water mark (PE_UNAVAILABLE), and a new topic beyond
+ * limits.max_topics (PE_TOO_MANY). Returns 0 and *out (a reference). */
+int hub_new_msg(hub_t *h, const char *topic, const char *from, const char *body,
+		size_t body_len, msg_t **out);
+
+/* Queues a live message's frame to every local session subscribed to
+ * topic (once per session). */
+void hub_deliver(hub_t *h, const char *topic, uint64_t seq, frame_t *f);
 
 /* Stores a complete message (mid, origin, from, ts and path set; from a
- * peer, or built by hub_publish_local), taking its own references:
+ * peer, or built by hub_new_msg), taking its own references:
  * history, one encoding for local sessions, delivery, then forwarding to
  * peers. Returns 0 or PE_UNAVAILABLE while shutting down. */
 int hub_accept(hub_t *h, msg_t *m);

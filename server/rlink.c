@@ -17,11 +17,13 @@
 #include "strmap.h"
 
 #define container_of(ptr, type, field)                                         \
-	((type *)((char *)(ptr) - offsetof(type, field)))
+	((type *)((char *)(ptr)-offsetof(type, field)))
 
-#define DEFAULT_BACKOFF_MIN_MS 100
-#define DEFAULT_BACKOFF_MAX_MS 5000
+#define DEFAULT_BACKOFF_MIN_MS	   100
+#define DEFAULT_BACKOFF_MAX_MS	   5000
 #define DEFAULT_CONNECT_TIMEOUT_MS 2000
+#define DEFAULT_MAX_PENDING	   100000
+#define DEFAULT_REPLY_TIMEOUT_MS   5000
 
 enum conn_kind { CONN_CMD = 0, CONN_SUB };
 
@@ -31,23 +33,23 @@ static const char *const kind_names[] = {"cmd", "sub"};
  * outlives its redisAsyncContext: freed only when its poll handle has
  * closed, so it stays valid for the rest of any call stack that saw it. */
 struct rconn {
-	rlink_t *link;		/* Owner; freed after us. */
-	enum conn_kind kind;	/* Which of the two connections. */
-	redisAsyncContext *ac;	/* NULL once hiredis has freed it. */
-	uv_poll_t poll;		/* Watches ac's socket. */
-	int events;		/* Mask the poll runs with (0: stopped). */
-	int want_read;		/* hiredis asked to read. */
-	int want_writable;	/* Waiting for UV_WRITABLE (connect, or a
-				   full socket buffer). */
-	int flush;		/* Has bytes for the end-of-pass flush. */
-	int writing;		/* Inside our redisAsyncHandleWrite. */
-	int connected;		/* hiredis reported the connect. */
-	int ready;		/* cmd: PING answered; sub: interests
-				   confirmed. */
-	unsigned acks;		/* sub: confirmations still due from the
-				   re-sent interests. */
-	int busy;		/* Depth of our calls into hiredis. */
-	int drop;		/* Free ac when busy falls to 0. */
+	rlink_t *link;	       /* Owner; freed after us. */
+	enum conn_kind kind;   /* Which of the two connections. */
+	redisAsyncContext *ac; /* NULL once hiredis has freed it. */
+	uv_poll_t poll;	       /* Watches ac's socket. */
+	int events;	       /* Mask the poll runs with (0: stopped). */
+	int want_read;	       /* hiredis asked to read. */
+	int want_writable;     /* Waiting for UV_WRITABLE (connect, or a
+				  full socket buffer). */
+	int flush;	       /* Has bytes for the end-of-pass flush. */
+	int writing;	       /* Inside our redisAsyncHandleWrite. */
+	int connected;	       /* hiredis reported the connect. */
+	int ready;	       /* cmd: PING answered; sub: interests
+				  confirmed. */
+	unsigned acks;	       /* sub: confirmations still due from the
+				  re-sent interests. */
+	int busy;	       /* Depth of our calls into hiredis. */
+	int drop;	       /* Free ac when busy falls to 0. */
 };
 
 /* One reference-counted interest in a channel or pattern. */
@@ -55,28 +57,37 @@ struct interest {
 	unsigned long refs; /* rlink_subscribe calls not yet undone. */
 };
 
-/* One command waiting for its reply. */
+/* One command waiting for its reply, in the link's list from oldest to
+ * newest (the order Redis answers in). */
 struct pending {
 	rlink_t *link;	   /* Owner. */
 	rlink_reply_fn cb; /* Caller's callback, or NULL. */
 	void *ud;	   /* Its argument. */
+	uint64_t sent;	   /* uv_now when queued. */
+	int probe;	   /* Our idle PING: not the caller's, not counted. */
+	struct pending *prev; /* Older neighbour, or NULL. */
+	struct pending *next; /* Newer neighbour, or NULL. */
 };
 
+/* One of these per Redis server the daemon talks to (rlink_new). */
 struct rlink {
 	uv_loop_t *loop;	     /* Borrowed. */
 	char *host;		     /* Server address (owned). */
 	int port;		     /* Server port. */
 	struct rlink_opts opts;	     /* Effective tunables. */
-	rlink_state_fn on_state;     /* Caller's callbacks and their ud. */
-	rlink_message_fn on_message; /* ... */
-	void *ud;		     /* ... */
+	rlink_state_fn on_state;     /* Caller's state callback, or NULL. */
+	rlink_message_fn on_message; /* Caller's message callback, or NULL. */
+	void *ud;		     /* Argument of both callbacks. */
 	enum rlink_state state;	     /* Changed by set_state only. */
 	char last_error[200];	     /* Reason of the last DOWN. */
 	char connect_error[200];     /* Why the last attempt failed at once. */
 	struct rconn *cmd;	     /* Command connection, or NULL. */
 	struct rconn *sub;	     /* Pub/sub connection, or NULL. */
 	uv_timer_t timer;	     /* Connect deadline while CONNECTING,
-					retry delay while DOWN. */
+					reply watchdog while UP, retry delay
+					while DOWN. */
+	struct pending *oldest;	     /* Commands awaiting replies... */
+	struct pending *newest;	     /* ... in the order sent. */
 	uv_check_t check;	     /* Flushes writes at the end of a pass. */
 	uv_prepare_t prepare;	     /* Flushes writes queued after the check
 					(timers, close callbacks) before the
@@ -84,15 +95,17 @@ struct rlink {
 	strmap_t *channels;	     /* Channel -> struct interest. */
 	strmap_t *patterns;	     /* Pattern -> struct interest. */
 	unsigned attempt;	     /* Failures since the last UP. */
+	uint64_t retry_ms;	     /* Delay before the next attempt. */
 	struct rlink_stats st;	     /* Counters. */
 	unsigned handles;	     /* Open uv handles, conns' included. */
 	int closing;		     /* rlink_close was called. */
-	void (*done)(void *);	     /* rlink_close's callback and its ud. */
-	void *done_ud;		     /* ... */
+	void (*done)(void *);	     /* rlink_close's callback, or NULL. */
+	void *done_ud;		     /* Its argument. */
 };
 
 static void link_down(rlink_t *l, const char *why);
 static void link_try_free(rlink_t *l);
+static void on_poll(uv_poll_t *h, int status, int events);
 
 /* ---- state ---- */
 
@@ -132,9 +145,11 @@ static void set_state(rlink_t *l, enum rlink_state s, const char *why)
 		snprintf(l->last_error, sizeof l->last_error, "%s",
 			 why ? why : "");
 		log_warn("redis_link_state",
-			 "host=%s port=%d from=%s to=%s why=%s attempt=%u",
+			 "host=%s port=%d from=%s to=%s why=%s attempt=%u "
+			 "retry_ms=%llu",
 			 log_str(l->host), l->port, rlink_state_name(old),
-			 rlink_state_name(s), log_str(why), l->attempt);
+			 rlink_state_name(s), log_str(why), l->attempt,
+			 (unsigned long long)l->retry_ms);
 	} else {
 		log_info("redis_link_state", "host=%s port=%d from=%s to=%s",
 			 log_str(l->host), l->port, rlink_state_name(old),
@@ -192,15 +207,15 @@ static void conn_update_poll(struct rconn *c)
 		return;
 	c->link->st.poll_restarts++;
 	if (want)
-		uv_poll_start(&c->poll, want, NULL);
+		uv_poll_start(&c->poll, want, on_poll);
 	else
 		uv_poll_stop(&c->poll);
 	c->events = want;
 }
 
-/* Frees the hiredis context now, or — when we are inside a hiredis call
- * on it outside a reply callback, where freeing would pull the context
- * from under hiredis — once that call returns. Inside a reply callback
+/* Frees the hiredis context now or, when we are inside a hiredis call on
+ * it outside a reply callback (where freeing would pull the context from
+ * under hiredis), once that call returns. Inside a reply callback
  * hiredis itself defers the free. Detaches the connection from the link
  * either way. Pending callbacks get NULL. */
 static void conn_drop(struct rconn *c)
@@ -269,8 +284,16 @@ static void on_poll(uv_poll_t *h, int status, int events)
 		return;
 	conn_enter(c);
 	if (status < 0) {
-		conn_lost(c, uv_strerror(status));
-		conn_drop(c);
+		/* libuv has stopped the poll (it reports POLLERR as
+		 * UV_EBADF). Let hiredis find the socket's real error
+		 * (SO_ERROR while connecting, else the read's errno) and
+		 * free the context. */
+		c->events = 0;
+		redisAsyncHandleRead(c->ac);
+		if (c->ac) {
+			conn_lost(c, uv_strerror(status));
+			conn_drop(c);
+		}
 	} else {
 		if (events & UV_READABLE)
 			redisAsyncHandleRead(c->ac);
@@ -384,14 +407,27 @@ static void ev_cleanup(void *privdata)
 	conn_lost(c, ac_error(ac));
 }
 
+static void on_timer(uv_timer_t *t);
+
+/* How often the watchdog looks: a reply late by more than the timeout is
+ * caught within a quarter of it. */
+static uint64_t watchdog_period(const rlink_t *l)
+{
+	uint64_t p = l->opts.reply_timeout_ms / 4;
+
+	return p ? p : 1;
+}
+
 static void check_up(rlink_t *l)
 {
 	if (l->closing || l->state != RLINK_CONNECTING)
 		return;
 	if (!l->cmd || !l->cmd->ready || !l->sub || !l->sub->ready)
 		return;
-	uv_timer_stop(&l->timer);
 	l->attempt = 0;
+	/* From now on the timer watches for replies that never come. */
+	uv_timer_start(&l->timer, on_timer, watchdog_period(l),
+		       watchdog_period(l));
 	set_state(l, RLINK_UP, NULL);
 }
 
@@ -464,8 +500,7 @@ static void on_sub(redisAsyncContext *ac, void *reply, void *privdata)
 
 /* Sends one SUBSCRIBE or PSUBSCRIBE naming every interest of map.
  * Returns the number of confirmations to expect. */
-static unsigned send_interests(struct rconn *c, strmap_t *map,
-			       const char *verb)
+static unsigned send_interests(struct rconn *c, strmap_t *map, const char *verb)
 {
 	size_t n = strmap_count(map), i = 1, it = 0;
 	const char **argv;
@@ -553,7 +588,7 @@ static struct rconn *conn_new(rlink_t *l, enum conn_kind kind)
 
 /* ---- link ---- */
 
-static void on_timer(uv_timer_t *t);
+static void send_probe(rlink_t *l);
 
 static void start_connect(rlink_t *l)
 {
@@ -576,7 +611,8 @@ static void link_down(rlink_t *l, const char *why)
 	if (l->closing || l->state == RLINK_DOWN)
 		return;
 	uv_timer_stop(&l->timer);
-	delay = backoff_delay(l);
+	delay = l->retry_ms = backoff_delay(l);
+	l->st.server_subs = 0;
 	set_state(l, RLINK_DOWN, why);
 	if (l->closing)
 		return;
@@ -586,9 +622,14 @@ static void link_down(rlink_t *l, const char *why)
 		conn_drop(l->sub);
 	if (l->closing || l->state != RLINK_DOWN)
 		return;
-	log_debug("redis_link_retry", "host=%s port=%d delay_ms=%llu",
-		  log_str(l->host), l->port, (unsigned long long)delay);
 	uv_timer_start(&l->timer, on_timer, delay, 0);
+}
+
+/* Returns how long the oldest pending command has waited (there must be
+ * one). */
+static uint64_t reply_age(const rlink_t *l)
+{
+	return uv_now(l->loop) - l->oldest->sent;
 }
 
 static void on_timer(uv_timer_t *t)
@@ -603,6 +644,28 @@ static void on_timer(uv_timer_t *t)
 		set_state(l, RLINK_CONNECTING, NULL);
 		if (!l->closing)
 			start_connect(l);
+	} else if (l->oldest) {
+		/* UP: a server that stopped answering (frozen, or a path
+		 * that silently drops packets) shows no socket error. */
+		struct rconn *c = l->cmd;
+		char why[64];
+
+		if (reply_age(l) < l->opts.reply_timeout_ms || !c || !c->ac)
+			return;
+		/* Our own loop may have stalled with the replies already in
+		 * the socket (timers run before I/O): read before judging. */
+		conn_enter(c);
+		redisAsyncHandleRead(c->ac);
+		conn_leave(c);
+		if (l->closing || l->state != RLINK_UP || !l->oldest ||
+		    reply_age(l) < l->opts.reply_timeout_ms)
+			return;
+		snprintf(why, sizeof why, "cmd: no reply for %llu ms",
+			 (unsigned long long)reply_age(l));
+		link_down(l, why);
+	} else {
+		/* UP and idle: give the watchdog something to time. */
+		send_probe(l);
 	}
 }
 
@@ -666,6 +729,10 @@ rlink_t *rlink_new(uv_loop_t *loop, const char *host, int port,
 		l->opts.backoff_max_ms = l->opts.backoff_min_ms;
 	if (!l->opts.connect_timeout_ms)
 		l->opts.connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
+	if (!l->opts.max_pending)
+		l->opts.max_pending = DEFAULT_MAX_PENDING;
+	if (!l->opts.reply_timeout_ms)
+		l->opts.reply_timeout_ms = DEFAULT_REPLY_TIMEOUT_MS;
 	l->on_state = on_state;
 	l->on_message = on_message;
 	l->ud = ud;
@@ -685,12 +752,13 @@ rlink_t *rlink_new(uv_loop_t *loop, const char *host, int port,
 }
 
 /* Commands that would switch the command connection into a mode where
- * replies no longer match commands one to one. */
+ * replies no longer match commands one to one (pub/sub, MONITOR), or to a
+ * protocol hiredis 0.14 cannot read (HELLO 3). */
 static int is_mode_command(const char *name, size_t len)
 {
 	static const char *const bad[] = {
-	    "subscribe",  "psubscribe",	  "ssubscribe", "unsubscribe",
-	    "punsubscribe", "sunsubscribe", "monitor"};
+	    "subscribe",    "psubscribe",   "ssubscribe", "unsubscribe",
+	    "punsubscribe", "sunsubscribe", "monitor",	  "hello"};
 
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
 		if (len == strlen(bad[i]) && !strncasecmp(name, bad[i], len))
@@ -703,18 +771,63 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 	struct pending *p = privdata;
 	rlink_t *l = p->link;
 
-	l->st.pending--;
-	if (reply) {
-		l->st.replies++;
-	} else {
-		l->st.failed++;
-		/* The connection is going away: be DOWN before the caller
-		 * hears of it, so that it cannot queue more. */
-		conn_lost(ac->data, ac_error(ac));
+	if (p->prev)
+		p->prev->next = p->next;
+	else
+		l->oldest = p->next;
+	if (p->next)
+		p->next->prev = p->prev;
+	else
+		l->newest = p->prev;
+	if (!p->probe) {
+		l->st.pending--;
+		if (reply)
+			l->st.replies++;
+		else
+			l->st.failed++;
 	}
+	/* The connection is going away: be DOWN before the caller hears of
+	 * it, so that it cannot queue more. */
+	if (!reply)
+		conn_lost(ac->data, ac_error(ac));
 	if (p->cb)
 		p->cb(l, reply, p->ud);
 	free(p);
+}
+
+/* Queues one command on the command connection, which must be up.
+ * Returns 0 or REDIS_ERR (and then nothing was queued). */
+static int send_command(rlink_t *l, struct pending *p, int argc,
+			const char **argv, const size_t *argvlen)
+{
+	p->link = l;
+	p->sent = uv_now(l->loop);
+	if (redisAsyncCommandArgv(l->cmd->ac, on_reply, p, argc, argv,
+				  argvlen) != REDIS_OK)
+		return REDIS_ERR;
+	p->next = NULL;
+	p->prev = l->newest;
+	if (l->newest)
+		l->newest->next = p;
+	else
+		l->oldest = p;
+	l->newest = p;
+	return 0;
+}
+
+static void send_probe(rlink_t *l)
+{
+	const char *argv[1] = {"PING"};
+	struct pending *p;
+
+	if (!l->cmd || !l->cmd->ac)
+		return;
+	p = calloc(1, sizeof *p);
+	if (!p)
+		abort();
+	p->probe = 1;
+	if (send_command(l, p, 1, argv, NULL))
+		free(p);
 }
 
 int rlink_commandv(rlink_t *l, rlink_reply_fn cb, void *ud, int argc,
@@ -728,14 +841,14 @@ int rlink_commandv(rlink_t *l, rlink_reply_fn cb, void *ud, int argc,
 		return PE_BAD_REQUEST;
 	if (l->closing || l->state != RLINK_UP || !l->cmd || !l->cmd->ac)
 		return PE_UNAVAILABLE;
-	p = malloc(sizeof *p);
+	if (l->st.pending >= l->opts.max_pending)
+		return PE_TOO_MANY;
+	p = calloc(1, sizeof *p);
 	if (!p)
 		abort();
-	p->link = l;
 	p->cb = cb;
 	p->ud = ud;
-	if (redisAsyncCommandArgv(l->cmd->ac, on_reply, p, argc, argv,
-				  argvlen) != REDIS_OK) {
+	if (send_command(l, p, argc, argv, argvlen)) {
 		free(p);
 		return PE_UNAVAILABLE;
 	}

@@ -25,6 +25,12 @@ struct rlink_opts {
 	unsigned backoff_min_ms;     /* First retry delay [100]. */
 	unsigned backoff_max_ms;     /* Largest retry delay [5000]. */
 	unsigned connect_timeout_ms; /* Longest time in CONNECTING [2000]. */
+	unsigned max_pending;	     /* Commands awaiting a reply before
+					rlink_commandv refuses [100000]. */
+	unsigned reply_timeout_ms;   /* Oldest reply overdue by this long:
+					the server is taken for dead, the
+					link goes DOWN [5000]. An idle link
+					sends a PING every quarter of it. */
 };
 
 /* Counters of one link since rlink_new. */
@@ -36,9 +42,11 @@ struct rlink_stats {
 	uint64_t messages;	/* Pub/sub messages given to on_message. */
 	uint64_t reconnects;	/* Connection attempts after a DOWN. */
 	uint64_t writes;	/* write(2) calls on either socket. */
-	uint64_t poll_restarts; /* Event mask changes (epoll_ctl calls). */
+	uint64_t poll_restarts; /* Event mask changes; each costs epoll_ctl
+				   calls (none in steady state). */
 	uint64_t server_subs;	/* Channels plus patterns the server last
-				   reported for the pub/sub connection. */
+				   reported for the pub/sub connection; 0
+				   while it is not connected. */
 };
 
 /* Called once per command: r is the reply (borrowed; freed when the
@@ -58,7 +66,7 @@ typedef void (*rlink_message_fn)(rlink_t *l, const char *channel,
 
 /* Called after each state change (never from rlink_new or after
  * rlink_close). On DOWN it is called before the pending commands are
- * failed. */
+ * failed. Any of the link's callbacks may call rlink_close. */
 typedef void (*rlink_state_fn)(rlink_t *l, enum rlink_state s, void *ud);
 
 /* Returns a new link to host:port on loop, already connecting (state
@@ -75,9 +83,12 @@ rlink_t *rlink_new(uv_loop_t *loop, const char *host, int port,
  * NUL-terminated arguments). Commands queued during one loop pass go out
  * in one write at the end of that pass; replies come in order. Returns 0,
  * after which cb (may be NULL) is called exactly once, never from inside
- * this call; or PE_UNAVAILABLE when the link is not UP, PE_BAD_REQUEST for
- * an empty argv or a pub/sub or MONITOR command (use rlink_subscribe) —
- * and then cb is never called. */
+ * this call; or PE_UNAVAILABLE when the link is not UP, PE_TOO_MANY when
+ * max_pending commands already await replies, PE_BAD_REQUEST for an empty
+ * argv or a command that changes the connection's mode ((P)SUBSCRIBE: use
+ * rlink_subscribe; MONITOR; HELLO); and then cb is never called. A
+ * command that blocks in Redis (BLPOP, XREAD BLOCK...) longer than
+ * reply_timeout_ms takes the link DOWN. */
 int rlink_commandv(rlink_t *l, rlink_reply_fn cb, void *ud, int argc,
 		   const char **argv, const size_t *argvlen);
 

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "cluster.h"
 #include "fed.h"
 #include "http.h"
 #include "log.h"
@@ -74,6 +75,12 @@ static void finish(hub_t *h)
 	log_info("shutdown", "step=destroy connections_left=%zu", h->n_conns);
 	if (h->fed)
 		fed_stop(h->fed);
+	if (h->cluster) {
+		/* Freed by the link's close callback, as the loop winds down.
+		 */
+		cluster_stop(h->cluster);
+		h->cluster = NULL;
+	}
 	uv_timer_stop(&h->shutdown_timer);
 	if (h->lws)
 		lws_context_destroy(h->lws);
@@ -175,6 +182,8 @@ static int start_lws(hub_t *h)
 			  log_str(host), h->cfg->listen_port);
 		return -1;
 	}
+	if (h->cfg->redis_enabled)
+		h->cluster = cluster_new(h);
 	if (h->cfg->fed_enabled) {
 		h->fed = fed_new(h);
 		if (!h->fed || fed_start(h->fed))

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster.h"
 #include "conn.h"
 #include "err.h"
 #include "fed.h"
@@ -203,6 +204,37 @@ char *stats_metrics(const hub_t *h, size_t *len)
 	}
 	if (h->fed)
 		fed_metrics(&o, h->fed);
+	if (h->cluster) {
+		cluster_stats_t cs;
+
+		cluster_stats(h->cluster, &cs);
+		metric(&o, "parley_redis_up", "gauge",
+		       "1 when the cluster's Redis link is up.",
+		       (unsigned long long)cluster_up(h->cluster));
+		metric(&o, "parley_redis_stored_total", "counter",
+		       "Messages stored through Redis.", cs.stored);
+		metric(&o, "parley_redis_store_errors_total", "counter",
+		       "Stores refused or lost with the link (client told).",
+		       cs.store_errors);
+		metric(&o, "parley_redis_duplicates_total", "counter",
+		       "Stores whose mid was already there.", cs.duplicates);
+		metric(&o, "parley_redis_received_total", "counter",
+		       "Messages received from Redis pub/sub.", cs.received);
+		metric(&o, "parley_redis_redelivered_total", "counter",
+		       "Second copies from Redis dropped (channel + pattern).",
+		       cs.redelivered);
+		metric(&o, "parley_redis_backlogs_total", "counter",
+		       "Backlog reads from Redis.", cs.backlogs);
+		metric(&o, "parley_redis_outages_total", "counter",
+		       "Times the Redis link went down.", cs.outages);
+		metric(&o, "parley_redis_commands_total", "counter",
+		       "Commands sent to Redis.", cs.commands);
+		metric(&o, "parley_redis_writes_total", "counter",
+		       "Socket writes to Redis (commands are pipelined).",
+		       cs.writes);
+		metric(&o, "parley_redis_pending", "gauge",
+		       "Commands awaiting a reply from Redis.", cs.pending);
+	}
 	metric(&o, "parley_uptime_seconds", "gauge",
 	       "Seconds since this instance started.",
 	       (unsigned long long)(hub_now_ms() - (int64_t)h->started_ms) /
@@ -246,8 +278,10 @@ char *stats_health(const hub_t *h, size_t *len, int *status)
 	    (json_int_t)router_count(h->router), "history", "topics",
 	    (json_int_t)history_topic_count(h->history), "messages",
 	    (json_int_t)history_msg_count(h->history), "redis", "state",
-	    h->cfg->redis_enabled ? "unsupported" : "disabled", "federation",
-	    "enabled", h->cfg->fed_enabled, "peers", peers);
+	    h->cluster		    ? cluster_state(h->cluster)
+	    : h->cfg->redis_enabled ? "stopped"
+				    : "disabled",
+	    "federation", "enabled", h->cfg->fed_enabled, "peers", peers);
 	if (!j)
 		return NULL;
 	s = json_dumps(j, JSON_COMPACT);

@@ -1,0 +1,927 @@
+/* cluster.c: cluster mode on Redis (see cluster.h). Keys, all under the
+ * configured prefix P:
+ *   P:seq          node-wide sequence number (INCR)
+ *   P:mid:<mid>    dedup marker, expires after a day
+ *   P:last         hash: topic -> seq of its newest message
+ *   P:t:<topic>    stream per topic, ids "<seq>-1", fields m (the client
+ *                  frame's JSON) and p (seq of the topic's previous
+ *                  message, to detect trimmed history exactly)
+ *   P:log          stream of every message (fields m, path), for
+ *                  federation replay
+ *   P:topics       set of topics
+ *   P:c:<topic>    pub/sub channel: "<seq>\n<path JSON>\n<client JSON>"
+ * The client JSON already carries its cursor, so an instance turns a
+ * pub/sub message into a WebSocket frame without parsing it. */
+#include "cluster.h"
+
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "codec.h"
+#include "err.h"
+#include "history.h"
+#include "hub.h"
+#include "log.h"
+#include "rlink.h"
+#include "strmap.h"
+#include "topic.h"
+
+/* How long a backlog waits for its subscriptions to be live. */
+#define PROBE_RETRY_MS	 50
+#define PROBE_GIVE_UP_MS 3000
+/* Messages of the node-wide log kept for federation replay. */
+#define LOG_LEN 100000
+/* Seconds a stored mid is remembered for dedup. */
+#define MID_TTL_S 86400
+
+/* Stores one message atomically; see the comment at the top. Returns its
+ * seq, or 0 when the mid was already stored. */
+static const char store_script[] =
+    "local p, topic, mid = ARGV[1], ARGV[2], ARGV[3]\n"
+    "if redis.call('GET', p..':epoch') ~= ARGV[10] then "
+    "return redis.error_reply('EPOCH changed') end\n"
+    "if not redis.call('SET', p..':mid:'..mid, '1', 'NX', 'EX', ARGV[9]) "
+    "then return 0 end\n"
+    "local seq = redis.call('INCR', p..':seq')\n"
+    "local d, n, s = '0123456789abcdefghijklmnopqrstuvwxyz', seq, ''\n"
+    "repeat local r = n % 36; s = string.sub(d, r + 1, r + 1)..s; "
+    "n = math.floor(n / 36) until n == 0\n"
+    "local rec = ARGV[4]..s..ARGV[5]\n"
+    "local prev = redis.call('HGET', p..':last', topic) or '0'\n"
+    "redis.call('HSET', p..':last', topic, seq)\n"
+    "redis.call('XADD', p..':t:'..topic, 'MAXLEN', '~', ARGV[7], "
+    "seq..'-1', 'm', rec, 'p', prev)\n"
+    "redis.call('XADD', p..':log', 'MAXLEN', '~', ARGV[8], seq..'-1', "
+    "'m', rec, 'path', ARGV[6])\n"
+    "redis.call('SADD', p..':topics', topic)\n"
+    "redis.call('PUBLISH', p..':c:'..topic, seq..'\\n'..ARGV[6]..'\\n'..rec)\n"
+    "return seq\n";
+
+struct cluster {
+	struct hub *hub;     /* Owner. */
+	rlink_t *link;	     /* The Redis link. */
+	char *prefix;	     /* Key prefix (owned). */
+	char sha[41];	     /* SHA1 of store_script once loaded. */
+	int epoch_ok;	     /* epoch read since the link came up. */
+	enum rlink_state st; /* Last state reported. */
+	uint64_t last_seen;  /* Highest seq received from pub/sub. */
+	uint64_t epoch;	     /* Names this Redis data set (P:epoch): it
+				changes when Redis lost its data, and
+				cursors of another epoch are gaps. */
+	strmap_t *probes;    /* Nonce to struct bl_job awaiting it. */
+	uint64_t nonce;	     /* Next probe nonce. */
+	int stopping;	     /* cluster_stop was called. */
+	cluster_stats_t s;   /* Counters. */
+};
+
+/* ---- cursors ---- */
+
+static char *put36(uint64_t v, char *out)
+{
+	char tmp[16];
+	int n = 0;
+
+	do {
+		tmp[n++] = "0123456789abcdefghijklmnopqrstuvwxyz"[v % 36];
+		v /= 36;
+	} while (v);
+	while (n)
+		*out++ = tmp[--n];
+	*out = 0;
+	return out;
+}
+
+/* Parses canonical base 36 (no leading zero) up to the end or '-'. */
+static const char *get36(const char *p, uint64_t *v)
+{
+	const char *start = p;
+
+	*v = 0;
+	for (; *p && *p != '-'; p++) {
+		int d = *p >= '0' && *p <= '9'	 ? *p - '0'
+			: *p >= 'a' && *p <= 'z' ? *p - 'a' + 10
+						 : -1;
+
+		if (d < 0 || p - start >= 12)
+			return NULL;
+		*v = *v * 36 + (uint64_t)d;
+	}
+	if (p == start || (*start == '0' && p - start > 1))
+		return NULL;
+	return p;
+}
+
+void cluster_cursor(const cluster_t *c, uint64_t seq, char *buf)
+{
+	char *p = put36(c->epoch, buf);
+
+	*p++ = '-';
+	put36(seq, p);
+}
+
+int cluster_parse_cursor(const cluster_t *c, const char *cursor, uint64_t *seq)
+{
+	uint64_t e, v;
+	const char *p;
+
+	if (!cursor || !(p = get36(cursor, &e)) || *p != '-' ||
+	    !(p = get36(p + 1, &v)) || *p)
+		return PE_BAD_CURSOR;
+	if (e != c->epoch)
+		return PE_HISTORY_GAP;
+	*seq = v;
+	return 0;
+}
+
+/* ---- keys and channels ---- */
+
+static char *keyf(const cluster_t *c, const char *kind, const char *name)
+{
+	size_t n = strlen(c->prefix) + strlen(kind) + strlen(name) + 3;
+	char *k = malloc(n);
+
+	if (!k)
+		abort();
+	snprintf(k, n, "%s:%s%s%s", c->prefix, kind, *name ? ":" : "", name);
+	return k;
+}
+
+/* Appends s to out with Redis glob specials escaped. */
+static size_t glob_escape(char *out, const char *s, size_t n)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (strchr("*?[]\\", s[i]))
+			out[o++] = '\\';
+		out[o++] = s[i];
+	}
+	return o;
+}
+
+/* The Redis interests of an MQTT filter: an exact topic is one channel; a
+ * pattern is a glob in which "+" and a final "#" become "*" (wider than
+ * the filter: messages are matched again locally), and "a/#" also needs
+ * the channel "a" (MQTT's "#" matches the parent). Calls fn for each with
+ * a probe channel that the interest receives. */
+typedef void (*interest_fn)(cluster_t *c, const char *name, int is_pattern,
+			    const char *probe, void *ud);
+
+static void interests(cluster_t *c, const char *filter, interest_fn fn,
+		      void *ud)
+{
+	size_t n = strlen(filter), cap = 2 * n + strlen(c->prefix) + 16;
+	char *glob = malloc(cap), *probe = malloc(cap + 16);
+	size_t g, pr;
+	bool is_pattern = false;
+
+	if (!glob || !probe)
+		abort();
+	topic_validate_filter(filter, n, &is_pattern);
+	g = (size_t)snprintf(glob, cap, "%s:c:", c->prefix);
+	memcpy(probe, glob, g);
+	pr = g;
+	if (!is_pattern) {
+		memcpy(glob + g, filter, n + 1);
+		fn(c, glob, 0, glob, ud);
+		goto out;
+	}
+	for (const char *s = filter; *s;) {
+		const char *e = strchr(s, '/');
+		size_t len = e ? (size_t)(e - s) : strlen(s);
+
+		if (len == 1 && (*s == '+' || *s == '#')) {
+			glob[g++] = '*';
+			memcpy(probe + pr, "\x01probe", 6);
+			pr += 6;
+		} else {
+			g += glob_escape(glob + g, s, len);
+			memcpy(probe + pr, s, len);
+			pr += len;
+		}
+		if (!e)
+			break;
+		glob[g++] = '/';
+		probe[pr++] = '/';
+		s = e + 1;
+	}
+	glob[g] = 0;
+	probe[pr] = 0;
+	fn(c, glob, 1, probe, ud);
+	if (n >= 2 && !strcmp(filter + n - 2, "/#")) {
+		/* The parent topic, as an exact channel. */
+		g = (size_t)snprintf(glob, cap, "%s:c:%.*s", c->prefix,
+				     (int)(n - 2), filter);
+		(void)g;
+		fn(c, glob, 0, glob, ud);
+	}
+out:
+	free(glob);
+	free(probe);
+}
+
+static void want_one(cluster_t *c, const char *name, int is_pattern,
+		     const char *probe, void *ud)
+{
+	rlink_subscribe(c->link, name, is_pattern);
+}
+
+static void unwant_one(cluster_t *c, const char *name, int is_pattern,
+		       const char *probe, void *ud)
+{
+	rlink_unsubscribe(c->link, name, is_pattern);
+}
+
+void cluster_want(cluster_t *c, const char *filter)
+{
+	interests(c, filter, want_one, NULL);
+}
+
+void cluster_unwant(cluster_t *c, const char *filter)
+{
+	interests(c, filter, unwant_one, NULL);
+}
+
+/* ---- the data set's epoch ---- */
+
+static void on_epoch(rlink_t *l, redisReply *r, void *ud)
+{
+	cluster_t *c = ud;
+
+	(void)l;
+	if (r && r->type == REDIS_REPLY_STRING) {
+		uint64_t e = strtoull(r->str, NULL, 10);
+
+		if (c->epoch_ok && e != c->epoch)
+			log_warn("cluster_epoch_changed",
+				 "old=%llu new=%llu note=\"Redis lost its "
+				 "data: older cursors are gaps\"",
+				 (unsigned long long)c->epoch,
+				 (unsigned long long)e);
+		c->epoch = e;
+		c->epoch_ok = 1;
+		/* Sequence numbers restart with a new data set. */
+		c->last_seen = 0;
+	}
+}
+
+/* Creates the epoch if the data set has none, then reads it. */
+static void read_epoch(cluster_t *c)
+{
+	char key[256], val[32];
+	uint32_t r = 0;
+	const char *set[5] = {"SET", key, val, "NX", NULL};
+	const char *get[2] = {"GET", key};
+
+	if (getrandom(&r, sizeof r, 0) != sizeof r)
+		r = (uint32_t)uv_now(c->hub->loop);
+	snprintf(key, sizeof key, "%s:epoch", c->prefix);
+	/* Millisecond time and a random part: distinct for every data set. */
+	snprintf(
+	    val, sizeof val, "%llu",
+	    (unsigned long long)((uint64_t)hub_now_ms() * 1000 + r % 1000));
+	rlink_commandv(c->link, NULL, NULL, 4, set, NULL);
+	rlink_commandv(c->link, on_epoch, c, 2, get, NULL);
+}
+
+/* ---- storing ---- */
+
+struct store_op {
+	cluster_t *c;	     /* Owner. */
+	cluster_store_fn cb; /* Caller's callback. */
+	void *ud;	     /* Caller's data. */
+	char **argv;	     /* EVAL arguments, kept for a NOSCRIPT retry. */
+	size_t *argl;	     /* Their lengths. */
+	int argc;	     /* Count. */
+};
+
+static void store_op_free(struct store_op *op)
+{
+	for (int i = 0; i < op->argc; i++)
+		free(op->argv[i]);
+	free(op->argv);
+	free(op->argl);
+	free(op);
+}
+
+static void on_stored(rlink_t *l, redisReply *r, void *ud)
+{
+	struct store_op *op = ud;
+	cluster_t *c = op->c;
+
+	if (r && r->type == REDIS_REPLY_ERROR &&
+	    !strncmp(r->str, "NOSCRIPT", 8)) {
+		/* Redis restarted and lost its script cache: send the script
+		 * itself this time (EVAL also caches it again). */
+		free(op->argv[0]);
+		free(op->argv[1]);
+		op->argv[0] = strdup("EVAL");
+		op->argv[1] = strdup(store_script);
+		op->argl[0] = 4;
+		op->argl[1] = sizeof store_script - 1;
+		if (op->argv[0] && op->argv[1] &&
+		    !rlink_commandv(l, on_stored, op, op->argc,
+				    (const char **)op->argv, op->argl))
+			return;
+		r = NULL;
+	}
+	if (!r || r->type != REDIS_REPLY_INTEGER) {
+		c->s.store_errors++;
+		if (r && r->type == REDIS_REPLY_ERROR) {
+			log_error("cluster_store_failed", "error=%s",
+				  log_str(r->str));
+			if (strstr(r->str, "EPOCH"))
+				read_epoch(c);
+		}
+		op->cb(c->hub, PE_UNAVAILABLE, 0, op->ud);
+	} else if (r->integer == 0) {
+		c->s.duplicates++;
+		op->cb(c->hub, 0, 0, op->ud);
+	} else {
+		c->s.stored++;
+		op->cb(c->hub, 0, (uint64_t)r->integer, op->ud);
+	}
+	store_op_free(op);
+}
+
+/* Splits the client frame JSON around its cursor's base-36 digits: the
+ * script writes them in once it knows the seq. */
+static void frame_parts(const cluster_t *c, const msg_t *m, char **head,
+			char **tail)
+{
+	char marker[48], needle[64];
+	frame_t *f;
+	const char *p, *cur;
+	size_t len;
+
+	/* Encode with a marker cursor and cut the payload there. Quotes in
+	 * string values are escaped, so the needle (with its quotes) can
+	 * only be the cursor field itself. */
+	strcpy(put36(c->epoch, marker), "-@@@");
+	snprintf(needle, sizeof needle, "\"cursor\":\"%s\"", marker);
+	f = codec_msg(m, marker);
+	p = frame_payload(f);
+	len = f->payload_len;
+	cur = memmem(p, len, needle, strlen(needle));
+	if (!cur)
+		abort(); /* codec_msg always writes the cursor field. */
+	cur += strlen(needle) - 4; /* At "@@@\"". */
+	*head = strndup(p, (size_t)(cur - p));
+	*tail = strndup(cur + 3, len - (size_t)(cur + 3 - p));
+	frame_unref(f);
+	if (!*head || !*tail)
+		abort();
+}
+
+int cluster_store(cluster_t *c, const msg_t *m, cluster_store_fn cb, void *ud)
+{
+	struct store_op *op;
+	json_t *path = json_array();
+	char num[4][32], *head, *tail, *pj;
+
+	if (!cluster_up(c))
+		return PE_UNAVAILABLE;
+	for (size_t i = 0; i < m->n_path; i++)
+		json_array_append_new(path, json_string(m->path[i]));
+	pj = json_dumps(path, JSON_COMPACT);
+	json_decref(path);
+	frame_parts(c, m, &head, &tail);
+	snprintf(num[0], sizeof num[0], "%zu", c->hub->cfg->history_length);
+	snprintf(num[1], sizeof num[1], "%d", LOG_LEN);
+	snprintf(num[2], sizeof num[2], "%d", MID_TTL_S);
+	snprintf(num[3], sizeof num[3], "%llu", (unsigned long long)c->epoch);
+	op = calloc(1, sizeof *op);
+	if (!op || !pj)
+		abort();
+	op->c = c;
+	op->cb = cb;
+	op->ud = ud;
+	op->argc = 13;
+	op->argv = calloc(13, sizeof *op->argv);
+	op->argl = calloc(13, sizeof *op->argl);
+	if (!op->argv || !op->argl)
+		abort();
+	op->argv[0] = strdup("EVALSHA");
+	op->argv[1] = strdup(c->sha);
+	op->argv[2] = strdup("0");
+	op->argv[3] = strdup(c->prefix);
+	op->argv[4] = strdup(m->topic);
+	op->argv[5] = strdup(m->mid);
+	op->argv[6] = head;
+	op->argv[7] = tail;
+	op->argv[8] = pj;
+	op->argv[9] = strdup(num[0]);
+	op->argv[10] = strdup(num[1]);
+	op->argv[11] = strdup(num[2]);
+	op->argv[12] = strdup(num[3]);
+	for (int i = 0; i < 13; i++) {
+		if (!op->argv[i])
+			abort();
+		op->argl[i] = strlen(op->argv[i]);
+	}
+	if (rlink_commandv(c->link, on_stored, op, op->argc,
+			   (const char **)op->argv, op->argl)) {
+		store_op_free(op);
+		return PE_UNAVAILABLE;
+	}
+	return 0;
+}
+
+/* ---- backlog ---- */
+
+enum bl_stage { BL_PROBE, BL_TOPICS, BL_READ, BL_DONE };
+
+/* One backlog read in progress. */
+struct bl_job {
+	cluster_t *c;	       /* Owner. */
+	char *filter;	       /* Topic or pattern (owned). */
+	int since_mode;	       /* since (1) or last (0). */
+	uint64_t since;	       /* Cursor seq. */
+	size_t last;	       /* How many, in last mode. */
+	cluster_backlog_fn cb; /* Caller's callback. */
+	void *ud;	       /* Caller's data. */
+	enum bl_stage stage;   /* Where it is. */
+	unsigned probes_due;   /* Probe messages not yet seen. */
+	char **nonces;	       /* Probe nonces (owned). */
+	unsigned n_nonces;     /* Count. */
+	uv_timer_t timer;      /* Probe retries and give-up. */
+	uint64_t started;      /* uv_now at the start. */
+	unsigned replies_due;  /* Reads not yet answered. */
+	int rc;		       /* First error. */
+	cluster_item_t *items; /* Collected messages. */
+	size_t n;	       /* Count. */
+	size_t cap;	       /* Capacity. */
+};
+
+static void job_timer_closed(uv_handle_t *h)
+{
+	struct bl_job *j = h->data;
+
+	for (size_t i = 0; i < j->n; i++) {
+		frame_unref(j->items[i].frame);
+		free(j->items[i].topic);
+	}
+	free(j->items);
+	free(j->filter);
+	free(j);
+}
+
+static void job_finish(struct bl_job *j, int rc)
+{
+	cluster_t *c = j->c;
+
+	if (j->stage == BL_DONE)
+		return;
+	j->stage = BL_DONE;
+	for (unsigned i = 0; i < j->n_nonces; i++) {
+		if (strmap_get(c->probes, j->nonces[i]) == j)
+			strmap_del(c->probes, j->nonces[i]);
+		free(j->nonces[i]);
+	}
+	free(j->nonces);
+	j->nonces = NULL;
+	j->n_nonces = 0;
+	uv_timer_stop(&j->timer);
+	j->cb(c->hub, rc, rc ? NULL : j->items, rc ? 0 : j->n, j->ud);
+	uv_close((uv_handle_t *)&j->timer, job_timer_closed);
+}
+
+static int item_cmp(const void *a, const void *b)
+{
+	const cluster_item_t *x = a, *y = b;
+
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* All reads are in: order by seq, keep the last N in last mode. */
+static void job_complete(struct bl_job *j)
+{
+	if (j->rc) {
+		job_finish(j, j->rc);
+		return;
+	}
+	if (j->n)
+		qsort(j->items, j->n, sizeof *j->items, item_cmp);
+	if (!j->since_mode && j->n > j->last) {
+		size_t drop = j->n - j->last;
+
+		for (size_t i = 0; i < drop; i++) {
+			frame_unref(j->items[i].frame);
+			free(j->items[i].topic);
+		}
+		memmove(j->items, j->items + drop, j->last * sizeof *j->items);
+		j->n = j->last;
+	}
+	job_finish(j, 0);
+}
+
+static void job_add(struct bl_job *j, const char *topic, uint64_t seq,
+		    const char *json, size_t len)
+{
+	if (j->n == j->cap) {
+		size_t ncap = j->cap ? j->cap * 2 : 64;
+		cluster_item_t *n = realloc(j->items, ncap * sizeof *n);
+
+		if (!n)
+			abort();
+		j->items = n;
+		j->cap = ncap;
+	}
+	j->items[j->n].seq = seq;
+	j->items[j->n].frame = frame_new_text(json, len);
+	j->items[j->n].topic = strdup(topic);
+	if (!j->items[j->n].topic)
+		abort();
+	j->n++;
+}
+
+/* Context of one stream read: the job and the topic read. */
+struct read_ctx {
+	struct bl_job *j; /* Job. */
+	char *topic;	  /* Topic (owned). */
+};
+
+static void on_read(rlink_t *l, redisReply *r, void *ud)
+{
+	struct read_ctx *rc = ud;
+	struct bl_job *j = rc->j;
+
+	if (!r || r->type != REDIS_REPLY_ARRAY) {
+		if (!j->rc)
+			j->rc = PE_UNAVAILABLE;
+	} else {
+		for (size_t i = 0; i < r->elements; i++) {
+			redisReply *e = r->element[i], *f;
+			const char *m = NULL;
+			size_t mlen = 0;
+			uint64_t prev = 0, seq;
+
+			if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+			    e->element[0]->type != REDIS_REPLY_STRING)
+				continue;
+			seq = strtoull(e->element[0]->str, NULL, 10);
+			f = e->element[1];
+			for (size_t k = 0; k + 1 < f->elements; k += 2) {
+				const char *name = f->element[k]->str;
+
+				if (!strcmp(name, "m")) {
+					m = f->element[k + 1]->str;
+					mlen = f->element[k + 1]->len;
+				} else if (!strcmp(name, "p")) {
+					prev = strtoull(f->element[k + 1]->str,
+							NULL, 10);
+				}
+			}
+			if (!m)
+				continue;
+			/* The first message after the cursor must follow
+			 * it directly in its topic, or some were trimmed. */
+			if (j->since_mode && i == 0 && prev > j->since &&
+			    !j->rc)
+				j->rc = PE_HISTORY_GAP;
+			job_add(j, rc->topic, seq, m, mlen);
+		}
+	}
+	free(rc->topic);
+	free(rc);
+	if (--j->replies_due == 0 && j->stage == BL_READ)
+		job_complete(j);
+}
+
+static void read_topic(struct bl_job *j, const char *topic)
+{
+	cluster_t *c = j->c;
+	struct read_ctx *rc = malloc(sizeof *rc);
+	char *key = keyf(c, "t", topic), from[48], count[32];
+	const char *argv[6];
+
+	if (!rc)
+		abort();
+	rc->j = j;
+	rc->topic = strdup(topic);
+	if (!rc->topic)
+		abort();
+	if (j->since_mode) {
+		snprintf(from, sizeof from, "(%llu-1",
+			 (unsigned long long)j->since);
+		snprintf(count, sizeof count, "%zu",
+			 c->hub->cfg->history_length);
+		argv[0] = "XRANGE";
+		argv[2] = from;
+		argv[3] = "+";
+	} else {
+		snprintf(count, sizeof count, "%zu", j->last);
+		argv[0] = "XREVRANGE";
+		argv[2] = "+";
+		argv[3] = "-";
+	}
+	argv[1] = key;
+	argv[4] = "COUNT";
+	argv[5] = count;
+	if (rlink_commandv(c->link, on_read, rc, 6, argv, NULL)) {
+		free(rc->topic);
+		free(rc);
+		j->rc = PE_UNAVAILABLE;
+	} else {
+		j->replies_due++;
+	}
+	free(key);
+}
+
+static void on_topics(rlink_t *l, redisReply *r, void *ud)
+{
+	struct bl_job *j = ud;
+
+	(void)l;
+	if (!r || r->type != REDIS_REPLY_ARRAY) {
+		job_finish(j, PE_UNAVAILABLE);
+		return;
+	}
+	j->stage = BL_READ;
+	j->replies_due = 1; /* Held until every read is queued. */
+	for (size_t i = 0; i < r->elements; i++)
+		if (r->element[i]->type == REDIS_REPLY_STRING &&
+		    topic_match(j->filter, r->element[i]->str))
+			read_topic(j, r->element[i]->str);
+	if (--j->replies_due == 0)
+		job_complete(j);
+}
+
+/* The subscriptions are live: read the history. */
+static void job_read(struct bl_job *j)
+{
+	cluster_t *c = j->c;
+	bool pattern = false;
+
+	uv_timer_stop(&j->timer);
+	if (!j->since_mode && !j->last) {
+		job_finish(j, 0); /* Only the barrier was wanted. */
+		return;
+	}
+	topic_validate_filter(j->filter, strlen(j->filter), &pattern);
+	if (!pattern) {
+		j->stage = BL_READ;
+		j->replies_due = 1;
+		read_topic(j, j->filter);
+		if (--j->replies_due == 0)
+			job_complete(j);
+		return;
+	}
+	j->stage = BL_TOPICS;
+	char *k = keyf(c, "topics", "");
+	const char *argv[2] = {"SMEMBERS", k};
+
+	if (rlink_commandv(c->link, on_topics, j, 2, argv, NULL))
+		job_finish(j, PE_UNAVAILABLE);
+	free(k);
+}
+
+/* Publishes a probe on a channel the interest receives: seeing it come
+ * back proves the subscription is live in Redis. */
+static void send_probe(cluster_t *c, const char *name, int is_pattern,
+		       const char *probe, void *ud)
+{
+	struct bl_job *j = ud;
+	char nonce[64];
+	const char *argv[3];
+
+	snprintf(nonce, sizeof nonce, "probe:%llx",
+		 (unsigned long long)c->nonce++);
+	argv[0] = "PUBLISH";
+	argv[1] = probe;
+	argv[2] = nonce;
+	if (rlink_commandv(c->link, NULL, NULL, 3, argv, NULL))
+		return;
+	char **nn = realloc(j->nonces, (j->n_nonces + 1) * sizeof *nn);
+
+	if (!nn)
+		abort();
+	j->nonces = nn;
+	j->nonces[j->n_nonces] = strdup(nonce);
+	if (!j->nonces[j->n_nonces])
+		abort();
+	strmap_put(c->probes, nonce, j, NULL);
+	j->n_nonces++;
+	j->probes_due++;
+}
+
+static void probe_all(struct bl_job *j)
+{
+	cluster_t *c = j->c;
+
+	/* Forget the probes of an earlier round: only a full round counts. */
+	for (unsigned i = 0; i < j->n_nonces; i++) {
+		if (strmap_get(c->probes, j->nonces[i]) == j)
+			strmap_del(c->probes, j->nonces[i]);
+		free(j->nonces[i]);
+	}
+	j->n_nonces = 0;
+	j->probes_due = 0;
+	interests(c, j->filter, send_probe, j);
+}
+
+static void on_probe_timer(uv_timer_t *t)
+{
+	struct bl_job *j = t->data;
+
+	if (j->stage != BL_PROBE)
+		return;
+	if (uv_now(j->c->hub->loop) - j->started > PROBE_GIVE_UP_MS) {
+		job_finish(j, PE_UNAVAILABLE);
+		return;
+	}
+	probe_all(j);
+}
+
+int cluster_backlog(cluster_t *c, const char *filter, int barrier,
+		    int since_mode, uint64_t since, size_t last,
+		    cluster_backlog_fn cb, void *ud)
+{
+	struct bl_job *j;
+
+	if (!cluster_up(c))
+		return PE_UNAVAILABLE;
+	j = calloc(1, sizeof *j);
+	if (!j)
+		abort();
+	j->c = c;
+	j->filter = strdup(filter);
+	if (!j->filter)
+		abort();
+	j->since_mode = since_mode;
+	j->since = since;
+	j->last = last;
+	j->cb = cb;
+	j->ud = ud;
+	j->stage = BL_PROBE;
+	j->started = uv_now(c->hub->loop);
+	uv_timer_init(c->hub->loop, &j->timer);
+	j->timer.data = j;
+	c->s.backlogs++;
+	if (!barrier) {
+		job_read(j);
+		return 0;
+	}
+	probe_all(j);
+	uv_timer_start(&j->timer, on_probe_timer, PROBE_RETRY_MS,
+		       PROBE_RETRY_MS);
+	return 0;
+}
+
+/* ---- pub/sub and link state ---- */
+
+static void on_message(rlink_t *l, const char *channel, const char *pattern,
+		       const char *data, size_t len, void *ud)
+{
+	cluster_t *c = ud;
+	size_t plen = strlen(c->prefix);
+	const char *nl1, *nl2, *topic;
+	uint64_t seq;
+	frame_t *f;
+
+	(void)l;
+	(void)pattern;
+	if (len > 6 && !memcmp(data, "probe:", 6)) {
+		char nonce[64];
+		struct bl_job *j;
+
+		snprintf(nonce, sizeof nonce, "%.*s",
+			 (int)(len < 63 ? len : 63), data);
+		j = strmap_get(c->probes, nonce);
+		if (j && j->stage == BL_PROBE) {
+			strmap_del(c->probes, nonce);
+			if (--j->probes_due == 0)
+				job_read(j);
+		}
+		return;
+	}
+	if (strncmp(channel, c->prefix, plen) ||
+	    strncmp(channel + plen, ":c:", 3))
+		return;
+	topic = channel + plen + 3;
+	nl1 = memchr(data, '\n', len);
+	nl2 =
+	    nl1 ? memchr(nl1 + 1, '\n', len - (size_t)(nl1 + 1 - data)) : NULL;
+	if (!nl2)
+		return;
+	seq = strtoull(data, NULL, 10);
+	c->s.received++;
+	/* One connection receives in Redis's order: anything not newer is
+	 * the second copy of a channel + pattern match. */
+	if (seq <= c->last_seen) {
+		c->s.redelivered++;
+		return;
+	}
+	c->last_seen = seq;
+	f = frame_new_text(nl2 + 1, len - (size_t)(nl2 + 1 - data));
+	hub_deliver(c->hub, topic, seq, f);
+	frame_unref(f);
+}
+
+static void on_script(rlink_t *l, redisReply *r, void *ud)
+{
+	cluster_t *c = ud;
+
+	(void)l;
+	if (r && r->type == REDIS_REPLY_STRING && r->len == 40) {
+		memcpy(c->sha, r->str, 40);
+		c->sha[40] = 0;
+		log_info("cluster_ready", "script=%s", c->sha);
+	} else {
+		log_error("cluster_script_failed", "error=%s",
+			  log_str(r && r->type == REDIS_REPLY_ERROR
+				      ? r->str
+				      : "no reply"));
+	}
+}
+
+static void on_state(rlink_t *l, enum rlink_state s, void *ud)
+{
+	cluster_t *c = ud;
+
+	c->st = s;
+	if (s == RLINK_UP) {
+		const char *argv[3] = {"SCRIPT", "LOAD", store_script};
+
+		c->epoch_ok = 0;
+		read_epoch(c);
+		rlink_commandv(l, on_script, c, 3, argv, NULL);
+	} else if (s == RLINK_DOWN) {
+		c->s.outages++;
+		log_warn("cluster_down",
+			 "error=%s note=\"publishes are refused until Redis "
+			 "is back\"",
+			 log_str(rlink_last_error(l)));
+	}
+}
+
+cluster_t *cluster_new(struct hub *h)
+{
+	cluster_t *c = calloc(1, sizeof *c);
+
+	if (!c)
+		abort();
+	c->hub = h;
+	c->prefix = strdup(h->cfg->redis_prefix);
+	if (!c->prefix)
+		abort();
+	c->probes = strmap_new();
+	c->st = RLINK_CONNECTING;
+	c->link = rlink_new(h->loop, h->cfg->redis_host, h->cfg->redis_port,
+			    NULL, on_state, on_message, c);
+	return c;
+}
+
+static void on_link_closed(void *ud)
+{
+	cluster_t *c = ud;
+
+	strmap_free(c->probes);
+	free(c->prefix);
+	free(c);
+}
+
+void cluster_stop(cluster_t *c)
+{
+	size_t it = 0;
+	const char *k;
+	void *v;
+
+	if (c->stopping)
+		return;
+	c->stopping = 1;
+	c->st = RLINK_DOWN;
+	/* Backlogs still probing fail now (reads fail via rlink_close). */
+	while (strmap_next(c->probes, &it, &k, &v)) {
+		job_finish(v, PE_UNAVAILABLE);
+		it = 0;
+	}
+	rlink_close(c->link, on_link_closed, c);
+}
+
+int cluster_up(const cluster_t *c)
+{
+	return c->st == RLINK_UP && c->sha[0] && c->epoch_ok;
+}
+
+const char *cluster_state(const cluster_t *c)
+{
+	if (c->st == RLINK_UP && !cluster_up(c))
+		return "connecting";
+	return rlink_state_name(c->st);
+}
+
+void cluster_stats(const cluster_t *c, cluster_stats_t *out)
+{
+	struct rlink_stats rs;
+
+	*out = c->s;
+	rlink_stats(c->link, &rs);
+	out->commands = rs.commands;
+	out->writes = rs.writes;
+	out->pending = rs.pending;
+}

@@ -1,0 +1,98 @@
+/* cluster.h: cluster mode (DESIGN.md "Cluster"): the instances of one node
+ * share ids, order, fan-out and history through one Redis server. An
+ * accepted message is stored by one atomic script (dedup by mid, a
+ * node-wide sequence number, per-topic streams trimmed to history.length,
+ * a node-wide log for federation replay) that also publishes it; every
+ * instance delivers what its own sessions subscribed to, in Redis's
+ * order. */
+#ifndef PARLEY_CLUSTER_H
+#define PARLEY_CLUSTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "msg.h"
+
+struct hub;
+typedef struct cluster cluster_t;
+
+/* Called when a store finished: rc is 0 with the message's sequence
+ * number (0 when its mid was already stored: a duplicate, nothing
+ * published), or PE_UNAVAILABLE when Redis could not be reached (the
+ * outcome is then unknown if the link dropped mid-command). */
+typedef void (*cluster_store_fn)(struct hub *h, int rc, uint64_t seq, void *ud);
+
+/* One message of a backlog: its sequence number and its client frame. */
+typedef struct cluster_item {
+	uint64_t seq;	/* Node-wide sequence number. */
+	frame_t *frame; /* Client "msg" frame (a reference). */
+	char *topic;	/* Its topic (owned). */
+} cluster_item_t;
+
+/* Called once with a backlog, oldest first (items borrowed for the call),
+ * or rc = PE_HISTORY_GAP / PE_UNAVAILABLE / PE_BAD_CURSOR and no items. */
+typedef void (*cluster_backlog_fn)(struct hub *h, int rc,
+				   const cluster_item_t *items, size_t n,
+				   void *ud);
+
+/* Starts the Redis link of hub h (h->cfg->redis_enabled). Never NULL. */
+cluster_t *cluster_new(struct hub *h);
+
+/* Closes the link; pending stores and backlogs fail. Called at shutdown;
+ * the memory is freed once every handle has closed. */
+void cluster_stop(cluster_t *c);
+
+/* Returns 1 when Redis is up (publishes are accepted). */
+int cluster_up(const cluster_t *c);
+
+/* Returns "connecting", "up" or "down". */
+const char *cluster_state(const cluster_t *c);
+
+/* Stores and publishes m (mid, origin, from, ts, path set). Returns 0 and
+ * later calls cb exactly once, or PE_UNAVAILABLE at once (cb never
+ * called). */
+int cluster_store(cluster_t *c, const msg_t *m, cluster_store_fn cb, void *ud);
+
+/* Takes / drops a reference to the Redis subscriptions a local filter
+ * (topic or pattern) needs. */
+void cluster_want(cluster_t *c, const char *filter);
+void cluster_unwant(cluster_t *c, const char *filter);
+
+/* Reads a backlog for filter: with since_mode, every stored message after
+ * the cursor since (a gap is an error), else the `last` most recent. With
+ * barrier it first makes sure the subscriptions of filter are live in
+ * Redis (the caller took them with cluster_want), so that with the
+ * messages held back meanwhile nothing falls between backlog and live;
+ * last = 0 then only waits for that. Returns 0 and calls cb later exactly
+ * once, or PE_UNAVAILABLE. */
+int cluster_backlog(cluster_t *c, const char *filter, int barrier,
+		    int since_mode, uint64_t since, size_t last,
+		    cluster_backlog_fn cb, void *ud);
+
+/* Formats the cursor of seq ("<epoch>-<seq>" in base 36, like a
+ * standalone hub's) into buf (48 bytes). */
+void cluster_cursor(const cluster_t *c, uint64_t seq, char *buf);
+
+/* Parses a cursor. Returns 0 and *seq, PE_BAD_CURSOR when malformed, or
+ * PE_HISTORY_GAP when it names another epoch (Redis lost its data, or a
+ * standalone hub's cursor). */
+int cluster_parse_cursor(const cluster_t *c, const char *cursor, uint64_t *seq);
+
+/* Counters for /metrics. */
+typedef struct cluster_stats {
+	uint64_t stored;       /* Messages stored. */
+	uint64_t duplicates;   /* Stores that found the mid already there. */
+	uint64_t store_errors; /* Stores that failed. */
+	uint64_t received;     /* Messages received from Redis pub/sub. */
+	uint64_t redelivered;  /* Copies dropped (channel + pattern). */
+	uint64_t backlogs;     /* Backlog reads. */
+	uint64_t outages;      /* Times the link went down. */
+	uint64_t commands;     /* Redis commands sent. */
+	uint64_t writes;       /* Socket writes to Redis. */
+	uint64_t pending;      /* Commands awaiting replies. */
+} cluster_stats_t;
+
+/* Fills *out. */
+void cluster_stats(const cluster_t *c, cluster_stats_t *out);
+
+#endif
