@@ -557,7 +557,7 @@ int client_publish(hub_t *h, auth_user_t *user, const char *topic,
 	op->done = done;
 	op->ud = ud;
 	snprintf(op->mid, sizeof op->mid, "%s", m->mid);
-	rc = cluster_store(h->cluster, m, on_cluster_stored, op);
+	rc = cluster_store(h->cluster, m, NULL, NULL, on_cluster_stored, op);
 	msg_unref(m);
 	if (rc) {
 		free(op);

@@ -23,6 +23,7 @@
 
 #include "codec.h"
 #include "err.h"
+#include "fed.h"
 #include "history.h"
 #include "hub.h"
 #include "log.h"
@@ -44,6 +45,8 @@ static const char store_script[] =
     "local p, topic, mid = ARGV[1], ARGV[2], ARGV[3]\n"
     "if redis.call('GET', p..':epoch') ~= ARGV[10] then "
     "return redis.error_reply('EPOCH changed') end\n"
+    "if ARGV[11] ~= '' then redis.call('HSET', p..':fedcursor', ARGV[11], "
+    "ARGV[12]) end\n"
     "if not redis.call('SET', p..':mid:'..mid, '1', 'NX', 'EX', ARGV[9]) "
     "then return 0 end\n"
     "local seq = redis.call('INCR', p..':seq')\n"
@@ -377,7 +380,8 @@ static void frame_parts(const cluster_t *c, const msg_t *m, char **head,
 		abort();
 }
 
-int cluster_store(cluster_t *c, const msg_t *m, cluster_store_fn cb, void *ud)
+int cluster_store(cluster_t *c, const msg_t *m, const char *peer,
+		  const char *peer_cursor, cluster_store_fn cb, void *ud)
 {
 	struct store_op *op;
 	json_t *path = json_array();
@@ -400,9 +404,9 @@ int cluster_store(cluster_t *c, const msg_t *m, cluster_store_fn cb, void *ud)
 	op->c = c;
 	op->cb = cb;
 	op->ud = ud;
-	op->argc = 13;
-	op->argv = calloc(13, sizeof *op->argv);
-	op->argl = calloc(13, sizeof *op->argl);
+	op->argc = 15;
+	op->argv = calloc(15, sizeof *op->argv);
+	op->argl = calloc(15, sizeof *op->argl);
 	if (!op->argv || !op->argl)
 		abort();
 	op->argv[0] = strdup("EVALSHA");
@@ -418,7 +422,9 @@ int cluster_store(cluster_t *c, const msg_t *m, cluster_store_fn cb, void *ud)
 	op->argv[10] = strdup(num[1]);
 	op->argv[11] = strdup(num[2]);
 	op->argv[12] = strdup(num[3]);
-	for (int i = 0; i < 13; i++) {
+	op->argv[13] = strdup(peer ? peer : "");
+	op->argv[14] = strdup(peer_cursor ? peer_cursor : "");
+	for (int i = 0; i < 15; i++) {
 		if (!op->argv[i])
 			abort();
 		op->argl[i] = strlen(op->argv[i]);
@@ -772,6 +778,258 @@ int cluster_backlog(cluster_t *c, const char *filter, int barrier,
 	return 0;
 }
 
+/* Rebuilds a message from its stored record: the client frame's JSON and
+ * the path (which already ends with this node). Used only where
+ * federation needs the fields. Returns a new message, or NULL (logged)
+ * for a record that does not parse. */
+static msg_t *msg_from_record(const cluster_t *c, uint64_t seq,
+			      const char *path, size_t plen, const char *json,
+			      size_t jlen)
+{
+	json_error_t jerr;
+	json_t *j = json_loadb(json, jlen, 0, &jerr);
+	json_t *pj = json_loadb(path, plen, 0, &jerr), *v;
+	const char **nodes = NULL;
+	msg_t *m = NULL;
+	size_t n = 0, i, blen;
+	char *body;
+
+	if (!json_is_object(j) || !json_is_array(pj) ||
+	    !json_is_string(json_object_get(j, "topic")) ||
+	    !json_is_string(json_object_get(j, "mid")) ||
+	    !json_is_string(json_object_get(j, "origin")) ||
+	    !json_is_string(json_object_get(j, "from")) ||
+	    !json_is_integer(json_object_get(j, "ts")) ||
+	    !json_object_get(j, "body")) {
+		log_error("cluster_bad_record", "seq=%llu",
+			  (unsigned long long)seq);
+		goto out;
+	}
+	body = codec_dump_body(json_object_get(j, "body"), &blen);
+	if (!body)
+		abort();
+	m = msg_new(json_string_value(json_object_get(j, "topic")),
+		    json_string_value(json_object_get(j, "mid")),
+		    json_string_value(json_object_get(j, "origin")),
+		    json_string_value(json_object_get(j, "from")),
+		    json_integer_value(json_object_get(j, "ts")), body, blen);
+	free(body);
+	m->seq = seq;
+	nodes = calloc(json_array_size(pj) + 1, sizeof *nodes);
+	if (!nodes)
+		abort();
+	json_array_foreach(pj, i, v)
+	{
+		if (json_is_string(v))
+			nodes[n++] = json_string_value(v);
+	}
+	if (n)
+		msg_set_path(m, nodes, n - 1, nodes[n - 1]);
+	else
+		msg_set_path(m, NULL, 0, c->hub->cfg->node);
+	free(nodes);
+out:
+	json_decref(j);
+	json_decref(pj);
+	return m;
+}
+
+/* ---- federation support ---- */
+
+/* One replay read. */
+struct replay_op {
+	cluster_t *c;	      /* Owner. */
+	uint64_t after;	      /* Asked for messages after this seq. */
+	cluster_replay_fn cb; /* Caller's callback. */
+	void *ud;	      /* Caller's data. */
+};
+
+static void on_replay(rlink_t *l, redisReply *r, void *ud)
+{
+	struct replay_op *op = ud;
+	cluster_t *c = op->c;
+	msg_t **v = NULL;
+	size_t n = 0;
+	int gap = 0;
+
+	(void)l;
+	if (!r || r->type != REDIS_REPLY_ARRAY) {
+		op->cb(c->hub, PE_UNAVAILABLE, NULL, 0, 0, op->ud);
+		free(op);
+		return;
+	}
+	v = calloc(r->elements + 1, sizeof *v);
+	if (!v)
+		abort();
+	for (size_t i = 0; i < r->elements; i++) {
+		redisReply *e = r->element[i], *f;
+		const char *m = NULL, *path = NULL;
+		size_t mlen = 0, plen = 0;
+		uint64_t seq;
+
+		if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+		    e->element[0]->type != REDIS_REPLY_STRING)
+			continue;
+		seq = strtoull(e->element[0]->str, NULL, 10);
+		/* Every stored message is in the log under its own seq: a
+		 * jump means older entries were trimmed. */
+		if (i == 0 && seq > op->after + 1)
+			gap = 1;
+		f = e->element[1];
+		for (size_t k = 0; k + 1 < f->elements; k += 2) {
+			if (!strcmp(f->element[k]->str, "m")) {
+				m = f->element[k + 1]->str;
+				mlen = f->element[k + 1]->len;
+			} else if (!strcmp(f->element[k]->str, "path")) {
+				path = f->element[k + 1]->str;
+				plen = f->element[k + 1]->len;
+			}
+		}
+		if (m && path &&
+		    (v[n] = msg_from_record(c, seq, path, plen, m, mlen)))
+			n++;
+	}
+	op->cb(c->hub, 0, v, n, gap, op->ud);
+	for (size_t i = 0; i < n; i++)
+		msg_unref(v[i]);
+	free(v);
+	free(op);
+}
+
+int cluster_replay(cluster_t *c, uint64_t after, size_t max,
+		   cluster_replay_fn cb, void *ud)
+{
+	struct replay_op *op;
+	char *key = keyf(c, "log", ""), from[48], count[32];
+	const char *argv[6] = {"XRANGE", key, from, "+", "COUNT", count};
+	int rc;
+
+	if (!cluster_up(c)) {
+		free(key);
+		return PE_UNAVAILABLE;
+	}
+	op = malloc(sizeof *op);
+	if (!op)
+		abort();
+	op->c = c;
+	op->after = after;
+	op->cb = cb;
+	op->ud = ud;
+	snprintf(from, sizeof from, "(%llu-1", (unsigned long long)after);
+	snprintf(count, sizeof count, "%zu", max);
+	rc = rlink_commandv(c->link, on_replay, op, 6, argv, NULL);
+	free(key);
+	if (rc) {
+		free(op);
+		return PE_UNAVAILABLE;
+	}
+	return 0;
+}
+
+/* Takes the federation gateway lock for this instance, or renews it. */
+static const char lock_script[] =
+    "local v = redis.call('GET', KEYS[1])\n"
+    "if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) "
+    "return 1 end\n"
+    "if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
+    "return 1 end\n"
+    "return 0\n";
+
+/* A lock or cursor request in flight. */
+struct flag_op {
+	cluster_t *c;		/* Owner. */
+	cluster_flag_fn cb;	/* Lock: caller's callback. */
+	cluster_cursors_fn ccb; /* Cursors: caller's callback. */
+	void *ud;		/* Caller's data. */
+};
+
+static void on_lock(rlink_t *l, redisReply *r, void *ud)
+{
+	struct flag_op *op = ud;
+
+	(void)l;
+	op->cb(op->c->hub,
+	       r && r->type == REDIS_REPLY_INTEGER && r->integer == 1, op->ud);
+	free(op);
+}
+
+int cluster_gateway_lock(cluster_t *c, const char *me, unsigned ttl_ms,
+			 cluster_flag_fn cb, void *ud)
+{
+	char *key = keyf(c, "fedlock", ""), ttl[16];
+	const char *argv[6] = {"EVAL", lock_script, "1", key, me, ttl};
+	struct flag_op *op;
+	int rc;
+
+	if (!cluster_up(c)) {
+		free(key);
+		return PE_UNAVAILABLE;
+	}
+	op = calloc(1, sizeof *op);
+	if (!op)
+		abort();
+	op->c = c;
+	op->cb = cb;
+	op->ud = ud;
+	snprintf(ttl, sizeof ttl, "%u", ttl_ms);
+	rc = rlink_commandv(c->link, on_lock, op, 6, argv, NULL);
+	free(key);
+	if (rc)
+		free(op);
+	return rc ? PE_UNAVAILABLE : 0;
+}
+
+static void on_cursors(rlink_t *l, redisReply *r, void *ud)
+{
+	struct flag_op *op = ud;
+	const char **kv;
+	size_t n = 0;
+
+	(void)l;
+	if (!r || r->type != REDIS_REPLY_ARRAY) {
+		op->ccb(op->c->hub, PE_UNAVAILABLE, NULL, 0, op->ud);
+		free(op);
+		return;
+	}
+	kv = calloc(r->elements + 1, sizeof *kv);
+	if (!kv)
+		abort();
+	for (size_t i = 0; i + 1 < r->elements; i += 2) {
+		if (r->element[i]->type != REDIS_REPLY_STRING ||
+		    r->element[i + 1]->type != REDIS_REPLY_STRING)
+			continue;
+		kv[n++] = r->element[i]->str;
+		kv[n++] = r->element[i + 1]->str;
+	}
+	op->ccb(op->c->hub, 0, kv, n / 2, op->ud);
+	free(kv);
+	free(op);
+}
+
+int cluster_peer_cursors(cluster_t *c, cluster_cursors_fn cb, void *ud)
+{
+	char *key = keyf(c, "fedcursor", "");
+	const char *argv[2] = {"HGETALL", key};
+	struct flag_op *op;
+	int rc;
+
+	if (!cluster_up(c)) {
+		free(key);
+		return PE_UNAVAILABLE;
+	}
+	op = calloc(1, sizeof *op);
+	if (!op)
+		abort();
+	op->c = c;
+	op->ccb = cb;
+	op->ud = ud;
+	rc = rlink_commandv(c->link, on_cursors, op, 2, argv, NULL);
+	free(key);
+	if (rc)
+		free(op);
+	return rc ? PE_UNAVAILABLE : 0;
+}
+
 /* ---- pub/sub and link state ---- */
 
 static void on_message(rlink_t *l, const char *channel, const char *pattern,
@@ -820,6 +1078,16 @@ static void on_message(rlink_t *l, const char *channel, const char *pattern,
 	f = frame_new_text(nl2 + 1, len - (size_t)(nl2 + 1 - data));
 	hub_deliver(c->hub, topic, seq, f);
 	frame_unref(f);
+	if (c->hub->fed && fed_wants_live(c->hub->fed)) {
+		msg_t *m =
+		    msg_from_record(c, seq, nl1 + 1, (size_t)(nl2 - nl1 - 1),
+				    nl2 + 1, len - (size_t)(nl2 + 1 - data));
+
+		if (m) {
+			fed_forward(c->hub->fed, m);
+			msg_unref(m);
+		}
+	}
 }
 
 static void on_script(rlink_t *l, redisReply *r, void *ud)
@@ -924,4 +1192,9 @@ void cluster_stats(const cluster_t *c, cluster_stats_t *out)
 	out->commands = rs.commands;
 	out->writes = rs.writes;
 	out->pending = rs.pending;
+}
+
+uint64_t cluster_last_seq(const cluster_t *c)
+{
+	return c->last_seen;
 }

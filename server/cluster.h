@@ -48,10 +48,14 @@ int cluster_up(const cluster_t *c);
 /* Returns "connecting", "up" or "down". */
 const char *cluster_state(const cluster_t *c);
 
-/* Stores and publishes m (mid, origin, from, ts, path set). Returns 0 and
- * later calls cb exactly once, or PE_UNAVAILABLE at once (cb never
- * called). */
-int cluster_store(cluster_t *c, const msg_t *m, cluster_store_fn cb, void *ud);
+/* Stores and publishes m (mid, origin, from, ts, path set). For a
+ * message received from a federation peer, peer and peer_cursor (else
+ * NULL) are saved in the same atomic step, so the position reached on
+ * that link is exactly what was stored, whichever instance holds it next.
+ * Returns 0 and later calls cb exactly once, or PE_UNAVAILABLE at once
+ * (cb never called). */
+int cluster_store(cluster_t *c, const msg_t *m, const char *peer,
+		  const char *peer_cursor, cluster_store_fn cb, void *ud);
 
 /* Takes / drops a reference to the Redis subscriptions a local filter
  * (topic or pattern) needs. */
@@ -77,6 +81,38 @@ void cluster_cursor(const cluster_t *c, uint64_t seq, char *buf);
  * PE_HISTORY_GAP when it names another epoch (Redis lost its data, or a
  * standalone hub's cursor). */
 int cluster_parse_cursor(const cluster_t *c, const char *cursor, uint64_t *seq);
+
+/* Called with a replay batch: messages after the asked seq, oldest
+ * first (borrowed), and gap set when older ones were already trimmed; or
+ * rc = PE_UNAVAILABLE. */
+typedef void (*cluster_replay_fn)(struct hub *h, int rc, msg_t *const *msgs,
+				  size_t n, int gap, void *ud);
+
+/* Reads up to max messages stored after seq from the node-wide log (for
+ * federation replay). Returns 0 and calls cb later, or PE_UNAVAILABLE. */
+int cluster_replay(cluster_t *c, uint64_t after, size_t max,
+		   cluster_replay_fn cb, void *ud);
+
+/* Returns the highest seq this instance received from Redis pub/sub. */
+uint64_t cluster_last_seq(const cluster_t *c);
+
+/* Called with a yes/no answer. */
+typedef void (*cluster_flag_fn)(struct hub *h, int yes, void *ud);
+
+/* Takes (or renews) the lock that makes one instance of the node its
+ * federation gateway, for ttl_ms. cb gets 1 when this instance (named
+ * me) holds it. Returns 0 or PE_UNAVAILABLE (cb never called). */
+int cluster_gateway_lock(cluster_t *c, const char *me, unsigned ttl_ms,
+			 cluster_flag_fn cb, void *ud);
+
+/* Called with the saved federation cursors: n pairs of (peer, cursor) in
+ * kv (borrowed), or rc = PE_UNAVAILABLE. */
+typedef void (*cluster_cursors_fn)(struct hub *h, int rc, const char **kv,
+				   size_t n, void *ud);
+
+/* Reads the position last stored from each peer. Returns 0 or
+ * PE_UNAVAILABLE (cb never called). */
+int cluster_peer_cursors(cluster_t *c, cluster_cursors_fn cb, void *ud);
 
 /* Counters for /metrics. */
 typedef struct cluster_stats {

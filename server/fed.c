@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "cluster.h"
 #include "codec.h"
 #include "dedup.h"
 #include "err.h"
@@ -37,6 +38,9 @@
 #define TICK_MS 250
 /* Bad frames in a row before a link is dropped. */
 #define MAX_BAD_FRAMES 20
+/* Gateway lock lifetime and renewal period (cluster mode). */
+#define GW_LOCK_MS  8000
+#define GW_RENEW_MS 2000
 /* Path of the federation endpoint. */
 #define FED_PATH "/fed"
 
@@ -100,6 +104,12 @@ struct fed_link {
 	size_t rx_len;	       /* Bytes in rx. */
 	size_t rx_cap;	       /* Capacity of rx. */
 	char who[256];	       /* Identity of the peer's certificate. */
+	uint64_t id;	       /* Number, for replies that come later. */
+	int replay_busy;       /* A replay read from Redis is out. */
+	msg_t **held;	       /* Cluster: live messages held during replay
+				  (references), in order. */
+	size_t n_held;	       /* Count. */
+	size_t cap_held;       /* Capacity. */
 	fed_link_t *next;      /* Next in fed->links. */
 	fed_link_t **pprev;    /* Link pointing at this one. */
 };
@@ -116,6 +126,14 @@ struct fed {
 	int state_dirty;	     /* Cursors changed since the save. */
 	uint64_t last_save;	     /* uv_now of the last save. */
 	int stopping;		     /* fed_stop was called. */
+	int gateway;	     /* This instance holds the node's links (always in
+				standalone mode; by a Redis lock in a cluster). */
+	int gw_ready;	     /* Gateway with cursors loaded and a live feed of
+				every message: links may run. */
+	int electing;	     /* A lock request is out. */
+	uint64_t last_elect; /* uv_now of the last lock request. */
+	uint64_t next_link_id; /* Numbers links. */
+	char instance[96];     /* Name of this instance for the lock. */
 };
 
 static const char *const drop_names[FED_DROP__COUNT] = {
@@ -257,7 +275,10 @@ static frame_t *fed_frame(fed_t *f, msg_t *m, int masked)
 	if (!m->fed_frame[masked]) {
 		char cursor[HISTORY_CURSOR_MAX];
 
-		history_cursor(f->hub->history, m->seq, cursor);
+		if (f->hub->cluster)
+			cluster_cursor(f->hub->cluster, m->seq, cursor);
+		else
+			history_cursor(f->hub->history, m->seq, cursor);
 		m->fed_frame[masked] = fedcodec_msg(m, cursor, masked);
 	}
 	return m->fed_frame[masked];
@@ -327,6 +348,74 @@ static void replay_visit(msg_t *m, void *ud)
 }
 
 /* Queues the next replay batch, or ends the replay with "live". */
+static fed_link_t *find_link(fed_t *f, uint64_t id)
+{
+	for (fed_link_t *l = f->links; l; l = l->next)
+		if (l->id == id)
+			return l;
+	return NULL;
+}
+
+static void held_clear(fed_link_t *l)
+{
+	for (size_t i = 0; i < l->n_held; i++)
+		msg_unref(l->held[i]);
+	free(l->held);
+	l->held = NULL;
+	l->n_held = l->cap_held = 0;
+}
+
+/* The replay caught up: live messages held meanwhile that it did not
+ * cover follow, then "live". */
+static void replay_done(fed_link_t *l)
+{
+	l->replaying = 0;
+	for (size_t i = 0; i < l->n_held; i++) {
+		msg_t *m = l->held[i];
+
+		if (m->seq > l->replay_seq && l->peer &&
+		    should_send(l->peer, m) &&
+		    link_send(l, fed_frame(l->fed, m, l->outgoing), 0) == 0)
+			l->peer->st.msgs_out++;
+	}
+	held_clear(l);
+	send_new(l, fedcodec_simple(FED_LIVE, 0, l->outgoing));
+	log_info("fed_replay_done", "peer=%s replayed=%llu", log_str(l->who),
+		 (unsigned long long)(l->peer ? l->peer->st.replayed : 0));
+}
+
+static void replay_next(fed_link_t *l);
+
+/* A replay batch read from Redis (cluster mode). */
+static void on_cluster_replay(hub_t *h, int rc, msg_t *const *msgs, size_t n,
+			      int gap, void *ud)
+{
+	fed_link_t *l =
+	    h->fed ? find_link(h->fed, (uint64_t)(uintptr_t)ud) : NULL;
+	char cursor[HISTORY_CURSOR_MAX];
+
+	if (!l || l->state != LINK_UP)
+		return;
+	l->replay_busy = 0;
+	if (rc) {
+		link_kill(l, "redis unavailable during replay");
+		return;
+	}
+	if (gap && !l->gap_sent) {
+		cluster_cursor(h->cluster, l->replay_seq, cursor);
+		send_new(l,
+			 fedcodec_gap(cursor, "history trimmed", l->outgoing));
+		l->gap_sent = 1;
+	}
+	for (size_t i = 0; i < n; i++)
+		replay_visit(msgs[i], l);
+	if (n == 0)
+		replay_done(l);
+	else if (!l->out.len)
+		replay_next(l); /* All filtered out: no drain will come. */
+}
+
+/* Queues the next replay batch, or ends the replay with "live". */
 static void replay_next(fed_link_t *l)
 {
 	fed_t *f = l->fed;
@@ -336,26 +425,37 @@ static void replay_next(fed_link_t *l)
 
 	if (!l->replaying || l->state != LINK_UP)
 		return;
-	n = history_range(f->hub->history, l->replay_seq, REPLAY_BATCH, &gap,
-			  replay_visit, l);
-	if (gap && !l->gap_sent) {
-		/* Sent after this batch's messages would be misleading: a gap
-		 * found now concerns what precedes them, so it goes first
-		 * only on the first batch; later gaps (eviction racing the
-		 * replay) are still reported, late but never silently. */
-		history_cursor(f->hub->history, l->replay_seq, cursor);
-		send_new(l,
-			 fedcodec_gap(cursor, "history trimmed during replay",
-				      l->outgoing));
-		l->gap_sent = 1;
+	if (f->hub->cluster) {
+		if (l->replay_busy)
+			return;
+		l->replay_busy = 1;
+		if (cluster_replay(f->hub->cluster, l->replay_seq, REPLAY_BATCH,
+				   on_cluster_replay,
+				   (void *)(uintptr_t)l->id)) {
+			l->replay_busy = 0;
+			link_kill(l, "redis unavailable during replay");
+		}
+		return;
 	}
-	if (n == 0 && l->state == LINK_UP) {
-		l->replaying = 0;
-		send_new(l, fedcodec_simple(FED_LIVE, 0, l->outgoing));
-		log_info(
-		    "fed_replay_done", "peer=%s replayed=%llu", log_str(l->who),
-		    (unsigned long long)(l->peer ? l->peer->st.replayed : 0));
+	if (!l->gap_sent) {
+		/* A gap concerns what precedes the batch: say it first. */
+		history_range(f->hub->history, l->replay_seq, 0, &gap,
+			      replay_visit, l);
+		if (gap) {
+			history_cursor(f->hub->history, l->replay_seq, cursor);
+			send_new(l, fedcodec_gap(cursor, "history trimmed",
+						 l->outgoing));
+			l->gap_sent = 1;
+		}
 	}
+	/* Batches whose messages all fall outside the policy queue nothing,
+	 * so no drain would bring the next one: go on at once. */
+	do {
+		n = history_range(f->hub->history, l->replay_seq, REPLAY_BATCH,
+				  &gap, replay_visit, l);
+	} while (n && !l->out.len && l->state == LINK_UP);
+	if (n == 0 && l->state == LINK_UP)
+		replay_done(l);
 }
 
 static void on_drain(outq_t *q)
@@ -371,6 +471,7 @@ static void on_drain(outq_t *q)
 static void replay_start(fed_link_t *l, const char *cursor)
 {
 	history_t *hist = l->fed->hub->history;
+	cluster_t *cl = l->fed->hub->cluster;
 	uint64_t seq = 0;
 	int rc;
 
@@ -378,9 +479,11 @@ static void replay_start(fed_link_t *l, const char *cursor)
 	l->gap_sent = 0;
 	if (!cursor) {
 		/* A peer that never had anything of ours starts live. */
-		l->replay_seq = history_last_seq(hist);
+		l->replay_seq =
+		    cl ? cluster_last_seq(cl) : history_last_seq(hist);
 	} else {
-		rc = history_parse_cursor(hist, cursor, &seq);
+		rc = cl ? cluster_parse_cursor(cl, cursor, &seq)
+			: history_parse_cursor(hist, cursor, &seq);
 		if (rc) {
 			/* Our history restarted (or the cursor is not ours):
 			 * everything we still hold may be new to the peer. */
@@ -399,14 +502,49 @@ static void replay_start(fed_link_t *l, const char *cursor)
 	replay_next(l);
 }
 
+/* Holds a live message for a link that is replaying from Redis; a link
+ * holding more than its queue bound is reset (it replays on return). */
+static void link_hold(fed_link_t *l, msg_t *m)
+{
+	size_t bytes = 0;
+
+	if (l->n_held == l->cap_held) {
+		size_t ncap = l->cap_held ? l->cap_held * 2 : 64;
+		msg_t **n = realloc(l->held, ncap * sizeof *n);
+
+		if (!n)
+			abort();
+		l->held = n;
+		l->cap_held = ncap;
+	}
+	l->held[l->n_held++] = msg_ref(m);
+	for (size_t i = 0; i < l->n_held; i++)
+		bytes += l->held[i]->body_len + 256;
+	if (bytes > l->fed->hub->live->fed_max_queue_bytes)
+		link_kill(l, "too much live traffic held during replay");
+}
+
+int fed_wants_live(const fed_t *f)
+{
+	return f->gateway && f->gw_ready && !f->stopping;
+}
+
 void fed_forward(fed_t *f, msg_t *m)
 {
 	for (fed_peer_t *p = f->peers; p; p = p->next) {
 		fed_link_t *l = p->link;
 
-		if (!l || l->state != LINK_UP || l->replaying ||
-		    !should_send(p, m))
+		if (!l || l->state != LINK_UP || !should_send(p, m))
 			continue;
+		if (l->replaying) {
+			/* Standalone: the replay reads history, which holds
+			 * this message too. Cluster: the replay reads Redis
+			 * on another connection than this live feed, so the
+			 * message waits until the replay caught up. */
+			if (f->hub->cluster)
+				link_hold(l, m);
+			continue;
+		}
 		if (link_send(l, fed_frame(f, m, l->outgoing), 0) == 0)
 			p->st.msgs_out++;
 	}
@@ -537,7 +675,8 @@ static void dial(fed_peer_t *p)
 	struct lws *wsi;
 	int port;
 
-	if (f->stopping || p->removed || p->link || p->dial_wsi)
+	if (f->stopping || p->removed || p->link || p->dial_wsi ||
+	    !f->gateway || !f->gw_ready)
 		return;
 	snprintf(url, sizeof url, "%s", p->cfg->url);
 	if (lws_parse_uri(url, &prot, &addr, &port, &path) ||
@@ -619,6 +758,7 @@ static void link_init(fed_link_t *l, fed_t *f, struct lws *wsi, int outgoing)
 	l->outgoing = outgoing;
 	l->state = LINK_HELLO;
 	l->last_rx = l->last_ping = now(f);
+	l->id = ++f->next_link_id;
 	outq_init(&l->out, h, wsi, h->live->fed_max_queue_bytes, NULL, NULL);
 	l->out.on_drain = on_drain;
 	l->next = f->links;
@@ -696,6 +836,36 @@ static void on_hello(fed_link_t *l, const fed_in_t *in)
 	presence_each(f->hub->presence, snapshot_visit, l);
 }
 
+/* A message from a peer being stored in Redis (cluster mode). */
+struct fed_store {
+	uint64_t link_id;		 /* Link it came on. */
+	char peer[256];			 /* Peer it came from. */
+	char cursor[HISTORY_CURSOR_MAX]; /* Its position at the peer. */
+};
+
+/* The peer's message is stored (with our position at the peer, in the
+ * same step): only now does the position advance here. On failure the
+ * link is reset, and the peer replays from the last stored position. */
+static void on_fed_stored(hub_t *h, int rc, uint64_t seq, void *ud)
+{
+	struct fed_store *st = ud;
+	fed_t *f = h->fed;
+	fed_peer_t *p = f ? find_peer(f, st->peer) : NULL;
+	fed_link_t *l = f ? find_link(f, st->link_id) : NULL;
+
+	if (rc) {
+		if (l)
+			link_kill(l, "redis unavailable: cannot store");
+	} else if (p) {
+		snprintf(p->rx_cursor, sizeof p->rx_cursor, "%s", st->cursor);
+		if (seq)
+			p->st.msgs_in++;
+		else
+			p->st.dropped[FED_DROP_DUPLICATE]++;
+	}
+	free(st);
+}
+
 /* A message from the peer: policy, loop and duplicate checks, then it is
  * stored and handled like any accepted message. */
 static void on_msg(fed_link_t *l, const fed_in_t *in)
@@ -713,8 +883,10 @@ static void on_msg(fed_link_t *l, const fed_in_t *in)
 		return;
 	/* The position advances even for dropped messages: they were
 	 * received, and replay must not send them again. */
-	snprintf(p->rx_cursor, sizeof p->rx_cursor, "%s", in->cursor);
-	f->state_dirty = 1;
+	if (!f->hub->cluster) {
+		snprintf(p->rx_cursor, sizeof p->rx_cursor, "%s", in->cursor);
+		f->state_dirty = 1;
+	}
 	if (!strcmp(in->origin, me(f)))
 		why = FED_DROP_LOOP;
 	for (size_t i = 0; i < in->n_path && why == FED_DROP__COUNT; i++)
@@ -758,8 +930,22 @@ static void on_msg(fed_link_t *l, const fed_in_t *in)
 		    blen);
 	free(body);
 	msg_set_path(m, in->path, in->n_path, me(f));
-	if (hub_accept(f->hub, m) == 0)
+	if (f->hub->cluster) {
+		struct fed_store *st = malloc(sizeof *st);
+
+		if (!st)
+			abort();
+		st->link_id = l->id;
+		snprintf(st->peer, sizeof st->peer, "%s", p->name);
+		snprintf(st->cursor, sizeof st->cursor, "%s", in->cursor);
+		if (cluster_store(f->hub->cluster, m, p->name, in->cursor,
+				  on_fed_stored, st)) {
+			free(st);
+			link_kill(l, "redis unavailable: cannot store");
+		}
+	} else if (hub_accept(f->hub, m) == 0) {
 		p->st.msgs_in++;
+	}
 	msg_unref(m);
 }
 
@@ -876,6 +1062,7 @@ static void link_closed(fed_link_t *l)
 	if (p && !p->link && !p->dial_wsi)
 		schedule_dial(p);
 	outq_release(&l->out);
+	held_clear(l);
 	free(l->rx);
 	l->rx = NULL;
 	*l->pprev = l->next;
@@ -906,6 +1093,10 @@ static int on_filter(fed_t *f, struct lws *wsi, fed_link_t *l)
 
 	if (f->stopping)
 		return refuse_inbound(wsi, "-", "shutting down");
+	if (!f->gateway || !f->gw_ready)
+		return refuse_inbound(wsi, "-",
+				      "this instance is not the node's "
+				      "federation gateway right now");
 	if (fedtls_peer_identity(wsi, l->who, sizeof l->who)) {
 		char why[256];
 
@@ -987,12 +1178,16 @@ static int fed_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 			p->dial_wsi = NULL;
 			log_warn("fed_dial_failed", "peer=%s reason=%s",
 				 log_str(p->name), log_str(why));
-			/* A TLS verification failure is a refusal. */
-			peer_set_state(p,
-				       in && strstr((const char *)in, "verif")
-					   ? PEER_REFUSED
-					   : PEER_BACKOFF,
-				       why);
+			/* A TLS verification failure is a refusal. A link
+			 * the peer dialled may be up meanwhile: then this
+			 * failed dial changes nothing. */
+			if (!p->link)
+				peer_set_state(
+				    p,
+				    in && strstr((const char *)in, "verif")
+					? PEER_REFUSED
+					: PEER_BACKOFF,
+				    why);
 			if (!p->link)
 				schedule_dial(p);
 		}
@@ -1060,6 +1255,89 @@ static const struct lws_protocols fed_protocols[] = {
      HUB_GATHER + 64},
     {NULL, NULL, 0, 0, 0, NULL, 0}};
 
+/* ---- the gateway of a cluster ---- */
+
+/* This instance stops holding the node's links. */
+static void gw_lose(fed_t *f, const char *why)
+{
+	if (!f->gateway)
+		return;
+	log_warn("fed_gateway_lost", "reason=%s", log_str(why));
+	f->gateway = 0;
+	f->gw_ready = 0;
+	for (fed_link_t *l = f->links; l; l = l->next)
+		link_kill(l, why);
+	if (f->hub->cluster)
+		cluster_unwant(f->hub->cluster, "#");
+}
+
+static void on_gw_cursors(hub_t *h, int rc, const char **kv, size_t n, void *ud)
+{
+	fed_t *f = h->fed;
+
+	(void)ud;
+	if (!f || !f->gateway || f->gw_ready || f->stopping)
+		return;
+	if (rc) {
+		gw_lose(f, "cannot read the saved positions");
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		fed_peer_t *p = find_peer(f, kv[2 * i]);
+
+		if (p)
+			snprintf(p->rx_cursor, sizeof p->rx_cursor, "%s",
+				 kv[2 * i + 1]);
+	}
+	f->gw_ready = 1;
+	log_info("fed_gateway", "instance=%s peers=%zu", log_str(f->instance),
+		 f->hub->live->n_peers);
+	for (fed_peer_t *p = f->peers; p; p = p->next) {
+		p->attempt = 0;
+		dial(p);
+	}
+}
+
+/* The feed of every message is live in Redis: read the positions. */
+static void on_gw_barrier(hub_t *h, int rc, const cluster_item_t *items,
+			  size_t n, void *ud)
+{
+	fed_t *f = h->fed;
+
+	(void)items;
+	(void)n;
+	(void)ud;
+	if (!f || !f->gateway || f->stopping)
+		return;
+	if (rc || cluster_peer_cursors(h->cluster, on_gw_cursors, NULL))
+		gw_lose(f, "redis unavailable");
+}
+
+static void on_lock_result(hub_t *h, int yes, void *ud)
+{
+	fed_t *f = h->fed;
+
+	(void)ud;
+	if (!f || f->stopping)
+		return;
+	f->electing = 0;
+	if (yes && !f->gateway) {
+		/* Every message of the node must reach this instance now,
+		 * to go to peers: subscribe to all, and wait until that is
+		 * live before anything is replayed. */
+		f->gateway = 1;
+		f->gw_ready = 0;
+		log_info("fed_gateway_won", "instance=%s",
+			 log_str(f->instance));
+		cluster_want(h->cluster, "#");
+		if (cluster_backlog(h->cluster, "#", 1, 0, 0, 0, on_gw_barrier,
+				    NULL))
+			gw_lose(f, "redis unavailable");
+	} else if (!yes && f->gateway) {
+		gw_lose(f, "another instance holds the gateway lock");
+	}
+}
+
 /* ---- housekeeping ---- */
 
 static void on_tick(uv_timer_t *t)
@@ -1090,8 +1368,20 @@ static void on_tick(uv_timer_t *t)
 	}
 	/* A dial that never completes (peer accepts TCP, then silence) is
 	 * bounded by lws's connect timeout; the link timer covers the rest. */
-	if (f->state_dirty && n - f->last_save >= 1000)
+	if (f->state_dirty && n - f->last_save >= 1000 && !f->hub->cluster)
 		state_save(f);
+	/* In a cluster, one instance holds the links: take or renew the
+	 * lock well within its lifetime. */
+	if (f->hub->cluster && !f->electing &&
+	    n - f->last_elect >= GW_RENEW_MS) {
+		f->last_elect = n;
+		f->electing = 1;
+		if (cluster_gateway_lock(f->hub->cluster, f->instance,
+					 GW_LOCK_MS, on_lock_result, NULL)) {
+			f->electing = 0;
+			gw_lose(f, "redis unavailable");
+		}
+	}
 }
 
 /* ---- lifecycle ---- */
@@ -1130,6 +1420,19 @@ fed_t *fed_new(struct hub *h)
 		peer_new(f, &h->live->peers[i]);
 	uv_timer_init(h->loop, &f->tick);
 	f->tick.data = f;
+	if (h->cfg->redis_enabled) {
+		char host[64] = "host";
+		uint32_t r = 0;
+
+		/* Positions live in Redis; the gateway is elected. */
+		gethostname(host, sizeof host - 1);
+		if (getrandom(&r, sizeof r, 0) != sizeof r)
+			r = (uint32_t)hub_now_ms();
+		snprintf(f->instance, sizeof f->instance, "%s-%d-%08x", host,
+			 (int)getpid(), r);
+		return f;
+	}
+	f->gateway = f->gw_ready = 1;
 	if (state_load(f)) {
 		fed_stop(f);
 		return NULL;
@@ -1287,7 +1590,7 @@ void fed_stop(fed_t *f)
 	}
 	uv_timer_stop(&f->tick);
 	uv_close((uv_handle_t *)&f->tick, NULL);
-	if (f->state_dirty)
+	if (f->state_dirty && !f->hub->cluster)
 		state_save(f);
 }
 
@@ -1327,4 +1630,9 @@ size_t fed_peers_view(const fed_t *f, fed_peer_view_t *out, size_t max)
 		out[n].stats = &p->st;
 	}
 	return n;
+}
+
+int fed_is_gateway(const fed_t *f)
+{
+	return f->gateway && f->gw_ready;
 }

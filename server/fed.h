@@ -66,6 +66,10 @@ void fed_forward(fed_t *f, msg_t *m);
 void fed_presence_local(fed_t *f, const char *topic, const char *ident,
 			int joined);
 
+/* Returns 1 when this instance holds the node's links and wants every
+ * live message (cluster mode's gateway). */
+int fed_wants_live(const fed_t *f);
+
 /* Remembers a stored mid so copies arriving later are dropped. */
 void fed_note_mid(fed_t *f, const char *mid);
 
@@ -84,6 +88,10 @@ void fed_free(fed_t *f);
 
 /* Fills up to max views; returns the number of peers. */
 size_t fed_peers_view(const fed_t *f, fed_peer_view_t *out, size_t max);
+
+/* Returns 1 when this instance holds the node's links (always in
+ * standalone mode). */
+int fed_is_gateway(const fed_t *f);
 
 /* Returns the name of a drop reason (label value in /metrics). */
 const char *fed_drop_name(enum fed_drop d);

@@ -270,7 +270,7 @@ char *stats_health(const hub_t *h, size_t *len, int *status)
 	}
 	j = json_pack(
 	    "{s:s, s:s, s:s, s:I, s:I, s:I, s:{s:I, s:I}, s:{s:s}, s:{s:b, "
-	    "s:o}}",
+	    "s:b, s:o}}",
 	    "status", h->shutting_down ? "stopping" : "ok", "node",
 	    h->cfg->node, "version", PARLEY_VERSION, "uptime_s",
 	    (json_int_t)((hub_now_ms() - (int64_t)h->started_ms) / 1000),
@@ -281,7 +281,8 @@ char *stats_health(const hub_t *h, size_t *len, int *status)
 	    h->cluster		    ? cluster_state(h->cluster)
 	    : h->cfg->redis_enabled ? "stopped"
 				    : "disabled",
-	    "federation", "enabled", h->cfg->fed_enabled, "peers", peers);
+	    "federation", "enabled", h->cfg->fed_enabled, "gateway",
+	    h->fed ? fed_is_gateway(h->fed) : 0, "peers", peers);
 	if (!j)
 		return NULL;
 	s = json_dumps(j, JSON_COMPACT);

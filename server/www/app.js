@@ -35,7 +35,7 @@
 
   const $ = (id) => document.getElementById(id);
   const el = {
-    nodeName: $('node-name'), conn: $('conn'), connText: $('conn-text'),
+    nodeName: $('node-name'), conn: $('conn'), connText: $('conn-text'), connWhen: $('conn-when'),
     reconnectNow: $('reconnect-now'), whoami: $('whoami'),
     signinForm: $('signin-form'), tokenInput: $('token-input'), signout: $('signout'),
     banner: $('banner'), channelList: $('channel-list'), joinForm: $('join-form'),
@@ -562,10 +562,13 @@
 
   /* ------------------------------------------------------------ connection */
 
-  function setConn(s, text) {
+  /* The words go to a live region only when they change; the countdown
+   * (`when`) is shown but not announced every second. */
+  function setConn(s, text, when) {
     state.conn = s;
     el.conn.dataset.state = s;
-    el.connText.textContent = text;
+    if (el.connText.textContent !== text) el.connText.textContent = text;
+    el.connWhen.textContent = when || '';
     el.reconnectNow.hidden = !(s === 'waiting' || s === 'offline');
     renderPresence();
   }
@@ -715,8 +718,8 @@
     const tick = () => {
       const s = Math.max(0, Math.ceil((state.retryAt - Date.now()) / 1000));
       const when = s > 0 ? ' in ' + s + ' s' : '…';
-      if (navigator.onLine) setConn('waiting', 'Disconnected — reconnecting' + when);
-      else setConn('offline', 'Offline — no network; retrying' + when);
+      if (navigator.onLine) setConn('waiting', 'Disconnected — reconnecting', when);
+      else setConn('offline', 'Offline — no network; retrying', when);
     };
     tick();
     state.countdownTimer = setInterval(tick, 1000);
