@@ -12,7 +12,11 @@ pkgs=(build-essential cmake pkg-config
       libhiredis-dev libssl-dev openssl ca-certificates curl)
 if [ "${1:-}" = "--test" ]; then
   # Independent clients and servers used by the tests; clang for fuzzing.
-  pkgs+=(python3 python3-websockets redis-server clang libclang-rt-14-dev)
+  # chromium for the web page's test; nodejs/npm only where no node is
+  # installed (playwright-core wants node 20; machines here ship it).
+  pkgs+=(python3 python3-websockets redis-server clang libclang-rt-14-dev
+         chromium fonts-dejavu-core iproute2 procps)
+  command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm)
 fi
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
