@@ -122,6 +122,7 @@ void conn_close(conn_t *c, int code, const char *reason, int drop_queue)
 	c->close_queued = 1;
 	/* A peer that never reads never takes the close frame: bound it. */
 	lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, CLOSE_GRACE_S);
+	lws_cancel_service(lws_get_context(c->wsi));
 }
 
 int conn_send(conn_t *c, frame_t *f)

@@ -66,6 +66,7 @@ typedef struct fed_peer {
 	char why[200];		  /* Last error or refusal. */
 	fed_link_t *link;	  /* The link that is up, or NULL. */
 	struct lws *dial_wsi;	  /* Our dial in progress, or NULL. */
+	uint64_t dial_started;	  /* uv_now when it began. */
 	uv_timer_t timer;	  /* Redial timer. */
 	unsigned attempt;	  /* Failures since the last "up". */
 	char rx_cursor[HISTORY_CURSOR_MAX]; /* Last position received from
@@ -306,6 +307,7 @@ static void link_kill(fed_link_t *l, const char *why)
 	link_set_state(l, LINK_DEAD);
 	outq_clear(&l->out);
 	lws_set_timeout(l->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+	lws_cancel_service(lws_get_context(l->wsi));
 }
 
 /* Queues a control or message frame; a link whose queue overflows is
@@ -478,9 +480,10 @@ static void replay_start(fed_link_t *l, const char *cursor)
 	l->replaying = 1;
 	l->gap_sent = 0;
 	if (!cursor) {
-		/* A peer that never had anything of ours starts live. */
-		l->replay_seq =
-		    cl ? cluster_last_seq(cl) : history_last_seq(hist);
+		/* The peer has nothing of ours yet: all we hold may be new to
+		 * it (it was perhaps down since before our first message).
+		 * It drops what it already has by mid. */
+		l->replay_seq = 0;
 	} else {
 		rc = cl ? cluster_parse_cursor(cl, cursor, &seq)
 			: history_parse_cursor(hist, cursor, &seq);
@@ -710,6 +713,7 @@ static void dial(fed_peer_t *p)
 	wsi = lws_client_connect_via_info(&i);
 	if (wsi) {
 		p->dial_wsi = wsi;
+		p->dial_started = now(f);
 	} else if (!uv_is_active((uv_handle_t *)&p->timer)) {
 		peer_set_state(p, PEER_BACKOFF, "connect failed at once");
 		schedule_dial(p);
@@ -1178,6 +1182,12 @@ static int fed_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 			p->dial_wsi = NULL;
 			log_warn("fed_dial_failed", "peer=%s reason=%s",
 				 log_str(p->name), log_str(why));
+			if (in && (strstr((const char *)in, "verif") ||
+				   strstr((const char *)in, "certificate") ||
+				   strstr((const char *)in, "SSL")))
+				log_warn("fed_refused",
+					 "direction=out peer=%s reason=%s",
+					 log_str(p->name), log_str(why));
 			/* A TLS verification failure is a refusal. A link
 			 * the peer dialled may be up meanwhile: then this
 			 * failed dial changes nothing. */
@@ -1204,6 +1214,19 @@ static int fed_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		return outq_writeable(&l->out);
 	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
 		return 1;
+	case LWS_CALLBACK_WSI_DESTROY:
+		/* Every wsi ends here, also a dial that lws dropped without
+		 * a connection-error callback (e.g. killed while in TLS). */
+		p = lws_get_opaque_user_data(wsi);
+		if (p && p->dial_wsi == wsi) {
+			p->dial_wsi = NULL;
+			if (!p->link) {
+				peer_set_state(p, PEER_BACKOFF,
+					       "dial abandoned");
+				schedule_dial(p);
+			}
+		}
+		return 0;
 	case LWS_CALLBACK_CLOSED:
 	case LWS_CALLBACK_CLIENT_CLOSED:
 		if (l)
@@ -1239,6 +1262,11 @@ static int fed_http_callback(struct lws *wsi, enum lws_callback_reasons reason,
 	case LWS_CALLBACK_HTTP:
 		lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
 		return -1;
+	case LWS_CALLBACK_WSI_DESTROY:
+	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+		/* A dial that ends before its protocol is bound reports here
+		 * (protocols[0]); settle the peer the same way. */
+		return fed_ws_callback(wsi, reason, NULL, in, len);
 	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
 		log_warn("fed_refused", "direction=in reason=%s",
 			 log_str("no parley.fed.v1 subprotocol"));
@@ -1366,8 +1394,23 @@ static void on_tick(uv_timer_t *t)
 						    l->outgoing));
 		}
 	}
-	/* A dial that never completes (peer accepts TCP, then silence) is
-	 * bounded by lws's connect timeout; the link timer covers the rest. */
+	/* A dial that never completes (a peer that accepts TCP, then stays
+	 * silent) is bounded like a silent link. */
+	for (fed_peer_t *p = f->peers; p; p = p->next)
+		if (p->dial_wsi &&
+		    n - p->dial_started > (uint64_t)c->fed_dead_ms) {
+			log_warn("fed_link_dead",
+				 "peer=%s silent_ms=%llu note=\"dial never "
+				 "completed\"",
+				 log_str(p->name),
+				 (unsigned long long)(n - p->dial_started));
+			p->dial_started = n; /* Log once per dial. */
+			/* lws re-arms its own timeouts while connecting, which
+			 * would override an asynchronous kill: close it now
+			 * (this timer runs outside any lws callback). */
+			lws_set_timeout(p->dial_wsi, PENDING_TIMEOUT_USER_OK,
+					LWS_TO_KILL_SYNC);
+		}
 	if (f->state_dirty && n - f->last_save >= 1000 && !f->hub->cluster)
 		state_save(f);
 	/* In a cluster, one instance holds the links: take or renew the
@@ -1450,8 +1493,13 @@ int fed_start(fed_t *f)
 	vi.port = h->cfg->fed_port;
 	vi.iface = h->cfg->fed_host;
 	vi.protocols = fed_protocols;
+	/* A client certificate is asked for and verified when presented,
+	 * but its absence does not abort TLS: the handshake filter then
+	 * refuses the peer with a logged reason, like any other identity
+	 * failure, instead of a silent TLS alert. */
 	vi.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
 		     LWS_SERVER_OPTION_REQUIRE_VALID_OPENSSL_CLIENT_CERT |
+		     LWS_SERVER_OPTION_PEER_CERT_NOT_REQUIRED |
 		     LWS_SERVER_OPTION_VALIDATE_UTF8;
 	vi.ssl_cert_filepath = h->cfg->fed_cert;
 	vi.ssl_private_key_filepath = h->cfg->fed_key;
@@ -1525,6 +1573,7 @@ static void peer_remove(fed_t *f, fed_peer_t *p)
 		lws_set_opaque_user_data(p->dial_wsi, NULL);
 		lws_set_timeout(p->dial_wsi, PENDING_TIMEOUT_USER_OK,
 				LWS_TO_KILL_ASYNC);
+		lws_cancel_service(lws_get_context(p->dial_wsi));
 		p->dial_wsi = NULL;
 	}
 	while (*pp != p)

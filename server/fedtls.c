@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "log.h"
+
 /* Copies an ASN1 string holding a DNS name if it is printable ASCII with
  * no NUL inside (an embedded NUL is the classic name-spoofing trick). */
 static int copy_name(const ASN1_STRING *s, char *buf, size_t len)
@@ -73,7 +75,21 @@ int fedtls_peer_identity(struct lws *wsi, char *buf, size_t len)
 	return rc;
 }
 
+/* Logs the fatal alerts we send: a handshake refused by TLS itself (an
+ * old protocol version, no shared cipher, a bad certificate) reaches no
+ * lws callback, and must still leave a reason in the log. */
+static void on_tls_info(const SSL *ssl, int where, int ret)
+{
+	if (!(where & SSL_CB_ALERT) || !(where & SSL_CB_WRITE) ||
+	    strcmp(SSL_alert_type_string(ret), "F"))
+		return;
+	log_warn("fed_refused", "direction=%s reason=%s",
+		 SSL_is_server(ssl) ? "in" : "out",
+		 log_str(SSL_alert_desc_string_long(ret)));
+}
+
 void fedtls_harden_ctx(void *ssl_ctx)
 {
 	SSL_CTX_set_min_proto_version(ssl_ctx, TLS1_2_VERSION);
+	SSL_CTX_set_info_callback(ssl_ctx, on_tls_info);
 }

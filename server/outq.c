@@ -182,9 +182,12 @@ void outq_flush_all(struct hub *h)
 		outq_t *q = h->dirty;
 
 		dirty_remove(q);
-		if (outq_flush(q) < 0)
+		if (outq_flush(q) < 0) {
 			lws_set_timeout(q->wsi, PENDING_TIMEOUT_USER_OK,
 					LWS_TO_KILL_ASYNC);
+			/* Wake lws so it acts on the kill even when idle. */
+			lws_cancel_service(lws_get_context(q->wsi));
+		}
 	}
 	if (uv_is_active((uv_handle_t *)&h->flush_idle))
 		uv_idle_stop(&h->flush_idle);
