@@ -497,13 +497,11 @@ static void on_cluster_stored(hub_t *h, int rc, uint64_t seq, void *ud)
 	free(op);
 }
 
-int client_publish(hub_t *h, auth_user_t *user, const char *topic,
-		   const json_t *body, client_done_fn done, void *ud,
-		   const char **reason)
+int client_publish_text(hub_t *h, auth_user_t *user, const char *topic,
+			const char *body, size_t body_len, client_done_fn done,
+			void *ud, const char **reason)
 {
 	char from[192];
-	size_t blen;
-	char *btext;
 	msg_t *m;
 	int rc;
 
@@ -522,19 +520,12 @@ int client_publish(hub_t *h, auth_user_t *user, const char *topic,
 		*reason = "publish rate limit of this token exceeded";
 		return PE_RATE_LIMITED;
 	}
-	btext = codec_dump_body(body, &blen);
-	if (!btext) {
-		*reason = "body cannot be encoded";
-		return PE_BAD_REQUEST;
-	}
-	if (blen > h->live->limits.max_frame_bytes) {
-		free(btext);
+	if (body_len > h->live->limits.max_frame_bytes) {
 		*reason = "body too large";
 		return PE_TOO_LARGE;
 	}
 	client_identity(h, user, from, sizeof from);
-	rc = hub_new_msg(h, topic, from, btext, blen, &m);
-	free(btext);
+	rc = hub_new_msg(h, topic, from, body, body_len, &m);
 	if (rc) {
 		*reason = rc == PE_TOO_MANY  ? "too many topics held"
 			  : h->shutting_down ? "the hub is shutting down"
@@ -567,10 +558,29 @@ int client_publish(hub_t *h, auth_user_t *user, const char *topic,
 	return rc;
 }
 
+int client_publish(hub_t *h, auth_user_t *user, const char *topic,
+		   const json_t *body, client_done_fn done, void *ud,
+		   const char **reason)
+{
+	size_t blen;
+	char *btext = codec_dump_body(body, &blen);
+	int rc;
+
+	if (!btext) {
+		*reason = "body cannot be encoded";
+		return PE_BAD_REQUEST;
+	}
+	rc = client_publish_text(h, user, topic, btext, blen, done, ud, reason);
+	free(btext);
+	return rc;
+}
+
 /* A parley.v1 publish in flight: the session may be gone when it ends. */
 struct ws_pub {
 	uint64_t conn_id; /* Session (looked up again at the end). */
-	json_t *id;	  /* Request id to echo (a reference), or NULL. */
+	const char *id;	  /* Request id's JSON text to echo, or NULL. */
+	size_t id_len;	  /* Its length. */
+	int heap;	  /* 1 when this struct and id are malloc'd. */
 };
 
 static void ws_pub_done(hub_t *h, int rc, const char *mid, const char *reason,
@@ -581,20 +591,29 @@ static void ws_pub_done(hub_t *h, int rc, const char *mid, const char *reason,
 
 	if (c && c->state == CONN_OPEN) {
 		if (rc) {
-			send_error(c, p->id, rc, reason, NULL);
+			json_t *id = codec_id_value(p->id, p->id_len);
+
+			send_error(c, id, rc, reason, NULL);
+			json_decref(id);
 		} else {
 			h->m.messages_in_ws++;
-			send_new(c, codec_ok(p->id, "mid", mid));
+			send_new(c, codec_ok_mid_raw(p->id, p->id_len, mid));
 		}
 	}
-	json_decref(p->id);
-	free(p);
+	if (p->heap) {
+		free((char *)p->id);
+		free(p);
+	}
 }
 
-static int do_pub(conn_t *c, req_t *r, const char **reason)
+/* The publish of a session, from either decoder: the body is validated
+ * JSON text, the id the JSON text of a valid id (or NULL). */
+static int do_pub(conn_t *c, const char *topic, const char *body,
+		  size_t body_len, const char *id, size_t id_len,
+		  const char **reason)
 {
 	hub_t *h = c->hub;
-	struct ws_pub *p;
+	struct ws_pub local = {c->id, id, id_len, 0}, *p = &local;
 	int rc;
 
 	if (!ratelimit_take(&c->bucket, &c->bucket_ms,
@@ -603,26 +622,77 @@ static int do_pub(conn_t *c, req_t *r, const char **reason)
 		*reason = "publish rate limit of this connection exceeded";
 		return PE_RATE_LIMITED;
 	}
-	p = malloc(sizeof *p);
-	if (!p)
-		abort();
-	p->conn_id = c->id;
-	p->id = json_incref(r->id);
-	rc = client_publish(h, c->user, r->topic, r->body, ws_pub_done, p,
-			    reason);
-	if (rc) {
-		json_decref(p->id);
+	/* Standalone answers before client_publish_text returns; a cluster
+	 * answers later, so its state must outlive this frame. */
+	if (h->cluster) {
+		p = malloc(sizeof *p);
+		if (!p)
+			abort();
+		*p = local;
+		p->heap = 1;
+		p->id = id ? strndup(id, id_len) : NULL;
+		if (id && !p->id)
+			abort();
+	}
+	rc = client_publish_text(h, c->user, topic, body, body_len, ws_pub_done,
+				 p, reason);
+	if (rc && p->heap) {
+		free((char *)p->id);
 		free(p);
 	}
 	return rc;
 }
 
+/* do_pub for a request the full decoder read. */
+static int do_pub_req(conn_t *c, req_t *r, const char **reason)
+{
+	char *id =
+	    r->id ? json_dumps(r->id, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+	size_t blen;
+	char *body = codec_dump_body(r->body, &blen);
+	int rc;
+
+	if (!body) {
+		free(id);
+		*reason = "body cannot be encoded";
+		return PE_BAD_REQUEST;
+	}
+	rc = do_pub(c, r->topic, body, blen, id, id ? strlen(id) : 0, reason);
+	free(body);
+	free(id);
+	return rc;
+}
+
+static void request_failed(conn_t *c, const json_t *id, int rc,
+			   const char *reason)
+{
+	send_error(c, id, rc, reason, NULL);
+	if (++c->errors_in_row >= c->hub->live->limits.max_errors)
+		conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+			   "too many bad requests", 0);
+}
+
 void client_handle(conn_t *c, const char *buf, size_t len)
 {
 	const char *reason = NULL;
+	fast_pub_t fp;
 	req_t r;
 	int rc;
 
+	/* Most frames are publishes: take them without a JSON tree. */
+	if (codec_fast_pub(buf, len, &fp)) {
+		rc = do_pub(c, fp.topic, fp.body, fp.body_len, fp.id, fp.id_len,
+			    &reason);
+		if (rc) {
+			json_t *id = codec_id_value(fp.id, fp.id_len);
+
+			request_failed(c, id, rc, reason);
+			json_decref(id);
+		} else {
+			c->errors_in_row = 0;
+		}
+		return;
+	}
 	rc = codec_decode(buf, len, &r, &reason);
 	if (!rc) {
 		switch (r.op) {
@@ -636,21 +706,17 @@ void client_handle(conn_t *c, const char *buf, size_t len)
 			rc = do_unsub(c, &r, &reason);
 			break;
 		case REQ_PUB:
-			rc = do_pub(c, &r, &reason);
+			rc = do_pub_req(c, &r, &reason);
 			break;
 		case REQ_PING:
 			send_new(c, codec_pong(r.id));
 			break;
 		}
 	}
-	if (rc) {
-		send_error(c, r.id, rc, reason, NULL);
-		if (++c->errors_in_row >= c->hub->live->limits.max_errors)
-			conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION,
-				   "too many bad requests", 0);
-	} else {
+	if (rc)
+		request_failed(c, r.id, rc, reason);
+	else
 		c->errors_in_row = 0;
-	}
 	req_free(&r);
 }
 

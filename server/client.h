@@ -37,6 +37,12 @@ int client_publish(hub_t *h, auth_user_t *user, const char *topic,
 		   const json_t *body, client_done_fn done, void *ud,
 		   const char **reason);
 
+/* client_publish for a body that is already validated JSON text (kept
+ * byte for byte; the fast path of parley.v1 publishes). */
+int client_publish_text(hub_t *h, auth_user_t *user, const char *topic,
+			const char *body, size_t body_len, client_done_fn done,
+			void *ud, const char **reason);
+
 /* Settles the presence a closing session held, then conn_release. Called
  * from LWS_CALLBACK_CLOSED. */
 void client_release(conn_t *c);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "jscan.h"
 
 /* Longest request id echoed back. */
 #define ID_MAX 128
@@ -244,6 +245,110 @@ int codec_decode_publish(const char *buf, size_t len, json_t **root,
 	}
 	*topic = json_string_value(t);
 	return 0;
+}
+
+/* Compares the key at s[start..end) (quotes excluded) with word. */
+static int key_is(const char *s, size_t start, size_t end, const char *word)
+{
+	size_t n = strlen(word);
+
+	return end - start == n && !memcmp(s + start, word, n);
+}
+
+int codec_fast_pub(const char *buf, size_t len, fast_pub_t *out)
+{
+	size_t p = 0, ks, ke, vs;
+	int esc, seen_op = 0, seen_topic = 0;
+
+	memset(out, 0, sizeof *out);
+	jscan_ws(buf, len, &p);
+	if (p >= len || buf[p] != '{')
+		return 0;
+	p++;
+	for (;;) {
+		jscan_ws(buf, len, &p);
+		if (p >= len || buf[p] != '"')
+			return 0;
+		ks = p + 1;
+		if (jscan_string(buf, len, &p, &esc) || esc)
+			return 0;
+		ke = p - 1;
+		jscan_ws(buf, len, &p);
+		if (p >= len || buf[p] != ':')
+			return 0;
+		p++;
+		jscan_ws(buf, len, &p);
+		vs = p;
+		if (jscan_value(buf, len, &p))
+			return 0;
+		if (key_is(buf, ks, ke, "op")) {
+			if (seen_op++ || p - vs != 5 ||
+			    memcmp(buf + vs, "\"pub\"", 5))
+				return 0;
+		} else if (key_is(buf, ks, ke, "topic")) {
+			size_t tl = p - vs - 2;
+
+			/* Escaped or overlong topics take the slow path. */
+			if (seen_topic++ || buf[vs] != '"' ||
+			    tl >= sizeof out->topic ||
+			    memchr(buf + vs + 1, '\\', tl))
+				return 0;
+			memcpy(out->topic, buf + vs + 1, tl);
+			out->topic[tl] = 0;
+		} else if (key_is(buf, ks, ke, "body")) {
+			if (out->body)
+				return 0;
+			out->body = buf + vs;
+			out->body_len = p - vs;
+		} else if (key_is(buf, ks, ke, "id")) {
+			/* An integer or a string of at most 128 bytes; an
+			 * escaped string's length is checked by the slow
+			 * path. */
+			if (out->id ||
+			    (buf[vs] == '"' &&
+			     (p - vs - 2 > 128 ||
+			      memchr(buf + vs, '\\', p - vs))) ||
+			    (buf[vs] != '"' && buf[vs] != '-' &&
+			     (buf[vs] < '0' || buf[vs] > '9')) ||
+			    memchr(buf + vs, '.', p - vs))
+				return 0;
+			out->id = buf + vs;
+			out->id_len = p - vs;
+		}
+		jscan_ws(buf, len, &p);
+		if (p >= len)
+			return 0;
+		if (buf[p] == '}')
+			break;
+		if (buf[p] != ',')
+			return 0;
+		p++;
+	}
+	p++;
+	jscan_ws(buf, len, &p);
+	return p == len && seen_op && seen_topic && out->body;
+}
+
+frame_t *codec_ok_mid_raw(const char *id, size_t id_len, const char *mid)
+{
+	struct sb b = {0};
+
+	sb_puts(&b, "{\"op\":\"ok\"");
+	if (id) {
+		sb_puts(&b, ",\"id\":");
+		sb_put(&b, id, id_len);
+	}
+	sb_puts(&b, ",\"mid\":");
+	sb_str(&b, mid);
+	sb_puts(&b, "}");
+	return sb_frame(&b);
+}
+
+json_t *codec_id_value(const char *id, size_t id_len)
+{
+	json_error_t jerr;
+
+	return id ? json_loadb(id, id_len, JSON_DECODE_ANY, &jerr) : NULL;
 }
 
 void req_free(req_t *r)

@@ -32,6 +32,31 @@ typedef struct req {
  * checked for type and length only; syntax is checked by the caller. */
 int codec_decode(const char *buf, size_t len, req_t *r, const char **reason);
 
+/* A publish request decoded without building a JSON tree (the fast
+ * path): pointers into the frame, which must outlive it. */
+typedef struct fast_pub {
+	char topic[256];  /* Topic (not yet checked for syntax). */
+	const char *body; /* The body's JSON text, validated. */
+	size_t body_len;  /* Its length. */
+	const char *id;	  /* The id's JSON text (a string or an integer),
+			     or NULL. */
+	size_t id_len;	  /* Its length. */
+} fast_pub_t;
+
+/* Recognises a plain publish request ({"op":"pub","topic":…,"body":…,
+ * "id":…}, keys without escapes, any order, other keys ignored) and
+ * decodes it with a validating scanner. Returns 1 with *out set, or 0
+ * when the frame is anything else or anything unusual: the caller then
+ * uses codec_decode, which also words every error. */
+int codec_fast_pub(const char *buf, size_t len, fast_pub_t *out);
+
+/* {"op":"ok","id":<id JSON text>,"mid":…}: the id is echoed byte for
+ * byte (id may be NULL). New frame. */
+frame_t *codec_ok_mid_raw(const char *id, size_t id_len, const char *mid);
+
+/* Returns the JSON value of an id's text (a new reference), or NULL. */
+json_t *codec_id_value(const char *id, size_t id_len);
+
 /* Frees what codec_decode allocated. */
 void req_free(req_t *r);
 

@@ -647,8 +647,15 @@ static int line_of(const char *t, size_t len, const char *want)
 					found = line;
 			}
 		} else {
-			/* A number, true, false or null. */
-			while (i < len && !strchr(",]} \t\r\n", t[i]))
+			/* A number, true, false or null. strchr finds the
+			 * terminator for a NUL byte, so NUL is its own case,
+			 * and every token moves on by at least one byte (a
+			 * fuzzed file made this loop spin). */
+			size_t start = i;
+
+			while (i < len && t[i] && !strchr(",]} \t\r\n", t[i]))
+				i++;
+			if (i == start)
 				i++;
 		}
 	}

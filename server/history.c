@@ -29,7 +29,6 @@ struct history {
 	uint64_t last_seq; /* Last seq assigned; 0 before the first. */
 	strmap_t *topics;  /* Topic to struct ring (owned). Never shrinks:
 			    * a topic's ring also remembers its evictions. */
-	strmap_t *mids;	   /* mid to msg_t, borrowed from the rings. */
 	size_t nmsgs;	   /* Messages held over all topics. */
 };
 
@@ -64,7 +63,6 @@ history_t *history_new(size_t per_topic, uint64_t epoch)
 	h->epoch = epoch;
 	h->last_seq = 0;
 	h->topics = strmap_new();
-	h->mids = strmap_new();
 	h->nmsgs = 0;
 	return h;
 }
@@ -86,7 +84,6 @@ void history_free(history_t *h)
 		free(t);
 	}
 	strmap_free(h->topics);
-	strmap_free(h->mids);
 	free(h);
 }
 
@@ -125,9 +122,7 @@ static void evict_oldest(history_t *h, struct ring *t)
 	msg_t *old = t->slots[t->head];
 
 	t->evicted = old->seq;
-	/* A repeated mid points at the newer copy; keep that entry. */
-	if (strmap_get(h->mids, old->mid) == old)
-		strmap_del(h->mids, old->mid);
+
 	t->head = t->head + 1 < t->cap ? t->head + 1 : 0;
 	t->len--;
 	h->nmsgs--;
@@ -148,7 +143,6 @@ void history_append(history_t *h, msg_t *m)
 	t->slots[idx < t->cap ? idx : idx - t->cap] = msg_ref(m);
 	t->len++;
 	h->nmsgs++;
-	strmap_put(h->mids, m->mid, m, NULL);
 }
 
 uint64_t history_last_seq(const history_t *h)
@@ -443,11 +437,6 @@ size_t history_range(const history_t *h, uint64_t seq, size_t max, int *gap,
 	free(runs);
 	visit_all(msgs, k, fn, ud);
 	return k;
-}
-
-msg_t *history_find_mid(const history_t *h, const char *mid)
-{
-	return strmap_get(h->mids, mid);
 }
 
 size_t history_topic_count(const history_t *h)

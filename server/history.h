@@ -28,8 +28,7 @@ history_t *history_new(size_t per_topic, uint64_t epoch);
 void history_free(history_t *h);
 
 /* Stores m, taking a reference, and assigns m->seq (last seq + 1). Evicts
- * the topic's oldest message when its ring is full. Also indexes m->mid so
- * history_find_mid finds it while it is stored. */
+ * the topic's oldest message when its ring is full. */
 void history_append(history_t *h, msg_t *m);
 
 /* Returns the sequence number the next append will get minus one (the last
@@ -62,9 +61,6 @@ int history_since(const history_t *h, const char *filter, uint64_t seq,
  * evicted from some topic. Returns the number visited. */
 size_t history_range(const history_t *h, uint64_t seq, size_t max, int *gap,
 		     history_visit_fn fn, void *ud);
-
-/* Returns the stored message with this mid, or NULL (borrowed). */
-msg_t *history_find_mid(const history_t *h, const char *mid);
 
 /* Returns 1 when the history holds a ring for this exact topic, else 0. */
 int history_has_topic(const history_t *h, const char *topic);

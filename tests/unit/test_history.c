@@ -338,25 +338,6 @@ static void test_last_across_topics(void)
 	history_free(h);
 }
 
-static void test_find_mid(void)
-{
-	history_t *h = history_new(2, EPOCH);
-	msg_t *m1 = post(h, "a", 1);
-
-	CHECK(history_find_mid(h, "m1") == m1);
-	CHECK(history_find_mid(h, "m2") == NULL);
-	post(h, "b", 2);
-	post(h, "a", 3);
-	CHECK(history_find_mid(h, "m1") == m1);
-	post(h, "a", 4); /* Evicts m1. */
-	CHECK(history_find_mid(h, "m1") == NULL);
-	CHECK(history_find_mid(h, "m2") != NULL);
-	CHECK(history_find_mid(h, "m3") != NULL);
-	CHECK_STR(history_find_mid(h, "m4")->topic, "a");
-	CHECK_INT(history_find_mid(h, "m4")->seq, 4);
-	history_free(h);
-}
-
 /* A visitor that appends while visiting: the backlog must be unaffected,
  * even though the appends evict the messages being visited. */
 struct appender {
@@ -400,7 +381,6 @@ int main(void)
 	test_gap_exact();
 	test_gap_pattern();
 	test_last_across_topics();
-	test_find_mid();
 	test_reentrant_visit();
 	return tap_done();
 }

@@ -1,0 +1,239 @@
+/* jscan.c: the validating JSON scanner of jscan.h (RFC 8259 grammar). */
+#include "jscan.h"
+
+/* Longest run of digits accepted in a number (beyond it, precision and
+ * range are the full parser's business). */
+#define MAX_DIGITS 15
+
+void jscan_ws(const char *s, size_t len, size_t *pos)
+{
+	while (*pos < len && (s[*pos] == ' ' || s[*pos] == '\t' ||
+			      s[*pos] == '\n' || s[*pos] == '\r'))
+		(*pos)++;
+}
+
+static int hex4(const char *s, size_t len, size_t p, unsigned *v)
+{
+	*v = 0;
+	if (p + 4 > len)
+		return -1;
+	for (int i = 0; i < 4; i++) {
+		char c = s[p + (size_t)i];
+		unsigned d = c >= '0' && c <= '9'   ? (unsigned)(c - '0')
+			     : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
+			     : c >= 'A' && c <= 'F' ? (unsigned)(c - 'A' + 10)
+						    : 16u;
+
+		if (d > 15)
+			return -1;
+		*v = *v * 16 + d;
+	}
+	return 0;
+}
+
+/* Returns the length of the valid UTF-8 sequence (2-4 bytes) starting
+ * with lead byte c at s[p], or 0 (overlongs, surrogates, > U+10FFFF and
+ * truncations are invalid). lws already validates text frames; this keeps
+ * the scanner safe on any input. */
+static size_t utf8_len(const char *s, size_t len, size_t p)
+{
+	const unsigned char *u = (const unsigned char *)s + p;
+	size_t n = u[0] >= 0xf0 ? 4 : u[0] >= 0xe0 ? 3 : u[0] >= 0xc2 ? 2 : 0;
+
+	if (!n || u[0] > 0xf4 || p + n > len)
+		return 0;
+	for (size_t i = 1; i < n; i++)
+		if ((u[i] & 0xc0) != 0x80)
+			return 0;
+	if ((u[0] == 0xe0 && u[1] < 0xa0) || (u[0] == 0xed && u[1] > 0x9f) ||
+	    (u[0] == 0xf0 && u[1] < 0x90) || (u[0] == 0xf4 && u[1] > 0x8f))
+		return 0;
+	return n;
+}
+
+int jscan_string(const char *s, size_t len, size_t *pos, int *escaped)
+{
+	size_t p = *pos + 1;
+
+	*escaped = 0;
+	while (p < len) {
+		unsigned char c = (unsigned char)s[p];
+		unsigned u, lo;
+
+		if (c == '"') {
+			*pos = p + 1;
+			return JSCAN_OK;
+		}
+		if (c < 0x20)
+			return JSCAN_BAD;
+		if (c >= 0x80) {
+			size_t n = utf8_len(s, len, p);
+
+			if (!n)
+				return JSCAN_BAD;
+			p += n;
+			continue;
+		}
+		if (c != '\\') {
+			p++;
+			continue;
+		}
+		*escaped = 1;
+		if (p + 1 >= len)
+			return JSCAN_BAD;
+		switch (s[p + 1]) {
+		case '"':
+		case '\\':
+		case '/':
+		case 'b':
+		case 'f':
+		case 'n':
+		case 'r':
+		case 't':
+			p += 2;
+			break;
+		case 'u':
+			if (hex4(s, len, p + 2, &u))
+				return JSCAN_BAD;
+			p += 6;
+			if (u >= 0xdc00 && u <= 0xdfff)
+				return JSCAN_BAD; /* A lone low surrogate. */
+			if (u >= 0xd800 && u <= 0xdbff) {
+				/* A high surrogate needs its low half. */
+				if (p + 1 >= len || s[p] != '\\' ||
+				    s[p + 1] != 'u' ||
+				    hex4(s, len, p + 2, &lo) || lo < 0xdc00 ||
+				    lo > 0xdfff)
+					return JSCAN_BAD;
+				p += 6;
+			}
+			/* \u0000 is valid JSON, but a NUL inside a string
+			 * surprises C consumers: leave it to the full
+			 * parser, which the hub already copes with. */
+			if (u == 0)
+				return JSCAN_UNSURE;
+			break;
+		default:
+			return JSCAN_BAD;
+		}
+	}
+	return JSCAN_BAD;
+}
+
+static int digits(const char *s, size_t len, size_t *p)
+{
+	size_t start = *p;
+
+	while (*p < len && s[*p] >= '0' && s[*p] <= '9')
+		(*p)++;
+	return (int)(*p - start);
+}
+
+static int number(const char *s, size_t len, size_t *pos)
+{
+	size_t p = *pos;
+	int n, total;
+
+	if (p < len && s[p] == '-')
+		p++;
+	if (p >= len)
+		return JSCAN_BAD;
+	if (s[p] == '0') {
+		p++;
+		total = 1;
+	} else if (s[p] >= '1' && s[p] <= '9') {
+		total = digits(s, len, &p);
+	} else {
+		return JSCAN_BAD;
+	}
+	if (p < len && s[p] == '.') {
+		p++;
+		n = digits(s, len, &p);
+		if (!n)
+			return JSCAN_BAD;
+		total += n;
+	}
+	if (p < len && (s[p] == 'e' || s[p] == 'E'))
+		return JSCAN_UNSURE; /* Range checks: the full parser's. */
+	if (total > MAX_DIGITS)
+		return JSCAN_UNSURE;
+	*pos = p;
+	return JSCAN_OK;
+}
+
+static int literal(const char *s, size_t len, size_t *pos, const char *word,
+		   size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (*pos + i >= len || s[*pos + i] != word[i])
+			return JSCAN_BAD;
+	*pos += n;
+	return JSCAN_OK;
+}
+
+static int value(const char *s, size_t len, size_t *pos, int depth)
+{
+	int rc, esc;
+
+	jscan_ws(s, len, pos);
+	if (*pos >= len)
+		return JSCAN_BAD;
+	switch (s[*pos]) {
+	case '"':
+		return jscan_string(s, len, pos, &esc);
+	case 't':
+		return literal(s, len, pos, "true", 4);
+	case 'f':
+		return literal(s, len, pos, "false", 5);
+	case 'n':
+		return literal(s, len, pos, "null", 4);
+	case '[':
+	case '{': {
+		char close = s[*pos] == '[' ? ']' : '}';
+		int object = close == '}';
+
+		if (depth >= JSCAN_MAX_DEPTH)
+			return JSCAN_UNSURE;
+		(*pos)++;
+		jscan_ws(s, len, pos);
+		if (*pos < len && s[*pos] == close) {
+			(*pos)++;
+			return JSCAN_OK;
+		}
+		for (;;) {
+			if (object) {
+				jscan_ws(s, len, pos);
+				if (*pos >= len || s[*pos] != '"')
+					return JSCAN_BAD;
+				rc = jscan_string(s, len, pos, &esc);
+				if (rc)
+					return rc;
+				jscan_ws(s, len, pos);
+				if (*pos >= len || s[*pos] != ':')
+					return JSCAN_BAD;
+				(*pos)++;
+			}
+			rc = value(s, len, pos, depth + 1);
+			if (rc)
+				return rc;
+			jscan_ws(s, len, pos);
+			if (*pos >= len)
+				return JSCAN_BAD;
+			if (s[*pos] == close) {
+				(*pos)++;
+				return JSCAN_OK;
+			}
+			if (s[*pos] != ',')
+				return JSCAN_BAD;
+			(*pos)++;
+		}
+	}
+	default:
+		return number(s, len, pos);
+	}
+}
+
+int jscan_value(const char *s, size_t len, size_t *pos)
+{
+	return value(s, len, pos, 0);
+}
