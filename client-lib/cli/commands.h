@@ -5,5 +5,6 @@
 
 int cmd_pub(int argc, char **argv);
 int cmd_sub(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 #endif

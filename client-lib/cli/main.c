@@ -1,5 +1,5 @@
 /* main.c: the `parley` command: finds the subcommand in the table and runs
- * it. A new subcommand (e.g. `parley bench`) is one more table row. */
+ * it. A new subcommand is one more table row. */
 #include <stdio.h>
 #include <string.h>
 
@@ -13,6 +13,7 @@ static const struct command {
 } commands[] = {
     {"pub", cmd_pub, "publish messages to a topic"},
     {"sub", cmd_sub, "print the messages of topics and patterns"},
+    {"bench", cmd_bench, "load a hub: throughput, latency, loss, CPU"},
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

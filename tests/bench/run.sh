@@ -110,7 +110,7 @@ if [[ -z $SUMMARIZE ]]; then
 	if [[ -z ${LOADGEN:-} ]]; then
 		for c in "$ROOT/build/tests/bench/parley-loadgen" \
 			"$ROOT/build-bench/tests/bench/parley-loadgen"; do
-			if [[ -x $c && $c -nt $HERE/loadgen.c ]]; then
+			if [[ -x $c && $c -nt $HERE/../../client-lib/cli/bench.c ]]; then
 				LOADGEN=$c
 				break
 			fi
@@ -119,8 +119,8 @@ if [[ -z $SUMMARIZE ]]; then
 	if [[ -z ${LOADGEN:-} ]]; then
 		LOADGEN=$WORK/parley-loadgen
 		log "compiling $LOADGEN"
-		${CC:-cc} -std=c11 -O2 -g -Wall -Wextra -o "$LOADGEN" "$HERE/loadgen.c" ||
-			fail "cannot compile loadgen.c"
+		${CC:-cc} -std=c11 -O2 -g -Wall -Wextra -o "$LOADGEN" "$HERE/../../client-lib/cli/bench.c" ||
+			fail "cannot compile client-lib/cli/bench.c"
 	fi
 	[[ -x $LOADGEN ]] || fail "parley-loadgen not found at $LOADGEN"
 

@@ -1,8 +1,12 @@
-/* loadgen.c: parley-loadgen, a single-threaded epoll WebSocket load
- * generator for the parley.v1 hub and for NATS over WebSocket. It measures
- * fan-out throughput, publish-to-receive latency, lost and duplicated
- * messages, and the server's CPU time and memory (issue 2's figures; the
- * seed of issue 7's `parley bench`).
+/* bench.c: `parley bench` (and the stand-alone parley-loadgen built from
+ * the same file for tests/bench/run.sh): a single-threaded epoll
+ * WebSocket load generator for the parley.v1 hub and for NATS over
+ * WebSocket. It measures fan-out throughput, publish-to-receive latency,
+ * lost and duplicated messages, and the server's CPU time and memory.
+ *
+ * It is a lean purpose-built client, not libparley: the library's
+ * per-message callbacks and JSON decoding would be measured instead of
+ * the hub (the bench must saturate a hub from one core).
  *
  * Raw sockets and a hand-written RFC 6455 client (handshake, masking,
  * framing): no TLS, loopback addresses only. Every phase has a deadline, so
@@ -14,6 +18,13 @@
  * receive time minus send time into a log-linear histogram. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
+
+/* The name in messages: a subcommand of parley, or its own program. */
+#ifdef PARLEY_BENCH_COMMAND
+#define BENCH_NAME "parley bench"
+#else
+#define BENCH_NAME "parley-loadgen"
 #endif
 
 #include <arpa/inet.h>
@@ -207,7 +218,7 @@ static void die(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("parley-loadgen: ", stderr);
+	fputs(BENCH_NAME ": ", stderr);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
@@ -1874,7 +1885,7 @@ static void report(struct lg *g)
 static void usage(FILE *f)
 {
 	fputs(
-	    "usage: parley-loadgen [options]\n"
+	    "usage: " BENCH_NAME " [options]\n"
 	    "  --proto parley|nats   protocol (default parley)\n"
 	    "  --url ws://127.0.0.1:PORT/ws   loopback only\n"
 	    "  --subs K              subscribers (default 1)\n"
@@ -2238,7 +2249,11 @@ static int bench(struct lg *g)
 	return 0;
 }
 
+#ifdef PARLEY_BENCH_COMMAND
+int cmd_bench(int argc, char **argv)
+#else
 int main(int argc, char **argv)
+#endif
 {
 	static struct lg lg;
 	struct lg *g = &lg;
@@ -2248,7 +2263,7 @@ int main(int argc, char **argv)
 	setup(g);
 	rc = bench(g);
 	if (rc == 2 && g->n_errors_kept)
-		fprintf(stderr, "parley-loadgen: %s\n", g->errors[0]);
+		fprintf(stderr, BENCH_NAME ": %s\n", g->errors[0]);
 	report(g);
 	return rc;
 }
