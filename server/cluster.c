@@ -953,30 +953,40 @@ static void on_lock(rlink_t *l, redisReply *r, void *ud)
 	free(op);
 }
 
-int cluster_gateway_lock(cluster_t *c, const char *me, unsigned ttl_ms,
-			 cluster_flag_fn cb, void *ud)
+/* Sends a lock or cursor request; exactly one of cb and ccb is set. */
+static int flag_request(cluster_t *c, rlink_reply_fn fn, cluster_flag_fn cb,
+			cluster_cursors_fn ccb, void *ud, int argc,
+			const char **argv)
 {
-	char *key = keyf(c, "fedlock", ""), ttl[16];
-	const char *argv[6] = {"EVAL", lock_script, "1", key, me, ttl};
 	struct flag_op *op;
-	int rc;
 
-	if (!cluster_up(c)) {
-		free(key);
+	if (!cluster_up(c))
 		return PE_UNAVAILABLE;
-	}
 	op = calloc(1, sizeof *op);
 	if (!op)
 		abort();
 	op->c = c;
 	op->cb = cb;
+	op->ccb = ccb;
 	op->ud = ud;
-	snprintf(ttl, sizeof ttl, "%u", ttl_ms);
-	rc = rlink_commandv(c->link, on_lock, op, 6, argv, NULL);
-	free(key);
-	if (rc)
+	if (rlink_commandv(c->link, fn, op, argc, argv, NULL)) {
 		free(op);
-	return rc ? PE_UNAVAILABLE : 0;
+		return PE_UNAVAILABLE;
+	}
+	return 0;
+}
+
+int cluster_gateway_lock(cluster_t *c, const char *me, unsigned ttl_ms,
+			 cluster_flag_fn cb, void *ud)
+{
+	char *key = keyf(c, "fedlock", ""), ttl[16];
+	const char *argv[6] = {"EVAL", lock_script, "1", key, me, ttl};
+	int rc;
+
+	snprintf(ttl, sizeof ttl, "%u", ttl_ms);
+	rc = flag_request(c, on_lock, cb, NULL, ud, 6, argv);
+	free(key);
+	return rc;
 }
 
 static void on_cursors(rlink_t *l, redisReply *r, void *ud)
@@ -1010,24 +1020,10 @@ int cluster_peer_cursors(cluster_t *c, cluster_cursors_fn cb, void *ud)
 {
 	char *key = keyf(c, "fedcursor", "");
 	const char *argv[2] = {"HGETALL", key};
-	struct flag_op *op;
-	int rc;
+	int rc = flag_request(c, on_cursors, NULL, cb, ud, 2, argv);
 
-	if (!cluster_up(c)) {
-		free(key);
-		return PE_UNAVAILABLE;
-	}
-	op = calloc(1, sizeof *op);
-	if (!op)
-		abort();
-	op->c = c;
-	op->ccb = cb;
-	op->ud = ud;
-	rc = rlink_commandv(c->link, on_cursors, op, 2, argv, NULL);
 	free(key);
-	if (rc)
-		free(op);
-	return rc ? PE_UNAVAILABLE : 0;
+	return rc;
 }
 
 /* ---- pub/sub and link state ---- */

@@ -130,15 +130,23 @@ struct conn {
 	uint64_t since_ping;	       /* NATS: publishes since our PING. */
 };
 
-/* Command-line options. */
-struct opts {
-	enum proto proto;
+/* Where connections go: the hub of --url, or of --sub-url for the
+ * subscribers (federated and cluster workloads: publish on one hub or
+ * instance, receive on another). */
+struct endpoint {
 	char url[512];
 	char host[128]; /* Host as given (for the Host header). */
 	char path[256]; /* Request path with query. */
 	int port;
 	struct sockaddr_storage addr;
 	socklen_t addr_len;
+};
+
+/* Command-line options. */
+struct opts {
+	enum proto proto;
+	struct endpoint ep;	/* --url: publishers (and all, by default). */
+	struct endpoint sub_ep; /* --sub-url, or a copy of ep. */
 	int subs, pubs, idle;
 	bool pubs_given;
 	char topic[256];
@@ -745,12 +753,19 @@ static void flush_dirty(struct lg *g)
 	g->n_dirty = 0;
 }
 
+static const struct endpoint *endpoint_of(const struct lg *g,
+					  const struct conn *c)
+{
+	return c->role == ROLE_SUB ? &g->o.sub_ep : &g->o.ep;
+}
+
 static void conn_start(struct lg *g, struct conn *c)
 {
 	struct epoll_event e = {.events = EPOLLOUT, .data.ptr = c};
+	const struct endpoint *ep = endpoint_of(g, c);
 	int one = 1;
 
-	c->fd = socket(g->o.addr.ss_family,
+	c->fd = socket(ep->addr.ss_family,
 		       SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->fd < 0)
 		die("socket: %s (raise ulimit -n?)", strerror(errno));
@@ -760,7 +775,7 @@ static void conn_start(struct lg *g, struct conn *c)
 	if (epoll_ctl(g->ep, EPOLL_CTL_ADD, c->fd, &e))
 		die("epoll_ctl: %s", strerror(errno));
 	c->events = EPOLLOUT;
-	if (connect(c->fd, (struct sockaddr *)&g->o.addr, g->o.addr_len) &&
+	if (connect(c->fd, (const struct sockaddr *)&ep->addr, ep->addr_len) &&
 	    errno != EINPROGRESS)
 		conn_close(g, c, "connect: %s", strerror(errno));
 }
@@ -775,6 +790,7 @@ static void connect_more(struct lg *g)
 /* Connected: sends the upgrade request. */
 static void on_connected(struct lg *g, struct conn *c)
 {
+	const struct endpoint *ep = endpoint_of(g, c);
 	uint8_t key[16];
 	char req[1024];
 	int n;
@@ -790,7 +806,7 @@ static void on_connected(struct lg *g, struct conn *c)
 	    "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
 	    "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
 	    "Sec-WebSocket-Version: 13\r\n%s%s%s%s\r\n",
-	    g->o.path, g->o.host, g->o.port, c->ws_key,
+	    ep->path, ep->host, ep->port, c->ws_key,
 	    g->o.proto == PROTO_PARLEY ? "Sec-WebSocket-Protocol: parley.v1\r\n"
 				       : "",
 	    g->o.token && g->o.proto == PROTO_PARLEY ? "Authorization: Bearer "
@@ -1774,7 +1790,9 @@ static void report(struct lg *g)
 		json_string(f, g->o.label ? g->o.label : "");
 		fprintf(f, ",\"proto\":\"%s\",\"url\":",
 			g->o.proto == PROTO_NATS ? "nats" : "parley");
-		json_string(f, g->o.url);
+		json_string(f, g->o.ep.url);
+		fputs(",\"sub_url\":", f);
+		json_string(f, g->o.sub_ep.url);
 		fprintf(f,
 			",\"subs\":%d,\"pubs\":%d,\"idle\":%d,\"size\":%zu,"
 			"\"rate\":%.0f,\"window\":%" PRIu64
@@ -1822,7 +1840,7 @@ static void report(struct lg *g)
 		return;
 	}
 	fprintf(f, "parley-loadgen %s %s subs=%d pubs=%d idle=%d size=%zu",
-		g->o.proto == PROTO_NATS ? "nats" : "parley", g->o.url,
+		g->o.proto == PROTO_NATS ? "nats" : "parley", g->o.ep.url,
 		g->o.subs, g->o.pubs, g->o.idle, g->o.size);
 	if (g->o.rate > 0)
 		fprintf(f, " rate=%.0f/s", g->o.rate);
@@ -1888,6 +1906,8 @@ static void usage(FILE *f)
 	    "usage: " BENCH_NAME " [options]\n"
 	    "  --proto parley|nats   protocol (default parley)\n"
 	    "  --url ws://127.0.0.1:PORT/ws   loopback only\n"
+	    "  --sub-url URL         subscribers connect here instead (a\n"
+	    "                        federated peer, another instance)\n"
 	    "  --subs K              subscribers (default 1)\n"
 	    "  --pubs P              publishers (default 1, 0 with --subs 0)\n"
 	    "  --topic T             topic (default bench/t; NATS: / -> .)\n"
@@ -1908,7 +1928,7 @@ static void usage(FILE *f)
 }
 
 /* Accepts ws://HOST:PORT/PATH with a loopback HOST only. */
-static void parse_url(struct opts *o)
+static void parse_url(struct endpoint *o, enum proto proto)
 {
 	const char *p = o->url, *hs, *he, *ps;
 	char host[128];
@@ -1932,7 +1952,7 @@ static void parse_url(struct opts *o)
 		die("bad --url host");
 	memcpy(host, hs, (size_t)(he - hs));
 	host[he - hs] = 0;
-	o->port = o->proto == PROTO_NATS ? 80 : 8080;
+	o->port = proto == PROTO_NATS ? 80 : 8080;
 	if (*ps == ':') {
 		o->port = atoi(ps + 1);
 		ps += 1 + strspn(ps + 1, "0123456789");
@@ -1976,19 +1996,19 @@ static double num_arg(const char *name, const char *s, double lo, double hi)
 static void parse_opts(struct opts *o, int argc, char **argv)
 {
 	static const struct option lo[] = {
-	    {"proto", 1, 0, 'P'}, {"url", 1, 0, 'u'},
-	    {"subs", 1, 0, 'k'},  {"pubs", 1, 0, 'p'},
-	    {"topic", 1, 0, 't'}, {"size", 1, 0, 's'},
-	    {"rate", 1, 0, 'r'},  {"duration", 1, 0, 'd'},
-	    {"count", 1, 0, 'n'}, {"window", 1, 0, 'w'},
-	    {"drain", 1, 0, 'D'}, {"idle", 1, 0, 'i'},
-	    {"token", 1, 0, 'T'}, {"pid", 1, 0, 'x'},
-	    {"label", 1, 0, 'l'}, {"json", 0, 0, 'j'},
-	    {"check", 0, 0, 'c'}, {"help", 0, 0, 'h'},
-	    {0, 0, 0, 0}};
+	    {"proto", 1, 0, 'P'},    {"url", 1, 0, 'u'},
+	    {"sub-url", 1, 0, 'U'},  {"subs", 1, 0, 'k'},
+	    {"pubs", 1, 0, 'p'},     {"topic", 1, 0, 't'},
+	    {"size", 1, 0, 's'},     {"rate", 1, 0, 'r'},
+	    {"duration", 1, 0, 'd'}, {"count", 1, 0, 'n'},
+	    {"window", 1, 0, 'w'},   {"drain", 1, 0, 'D'},
+	    {"idle", 1, 0, 'i'},     {"token", 1, 0, 'T'},
+	    {"pid", 1, 0, 'x'},	     {"label", 1, 0, 'l'},
+	    {"json", 0, 0, 'j'},     {"check", 0, 0, 'c'},
+	    {"help", 0, 0, 'h'},     {0, 0, 0, 0}};
 	int ch;
 
-	snprintf(o->url, sizeof o->url, "ws://127.0.0.1:8080/ws");
+	snprintf(o->ep.url, sizeof o->ep.url, "ws://127.0.0.1:8080/ws");
 	snprintf(o->topic, sizeof o->topic, "bench/t");
 	o->subs = 1;
 	o->pubs = 1;
@@ -2007,7 +2027,11 @@ static void parse_opts(struct opts *o, int argc, char **argv)
 				die("--proto is parley or nats");
 			break;
 		case 'u':
-			snprintf(o->url, sizeof o->url, "%s", optarg);
+			snprintf(o->ep.url, sizeof o->ep.url, "%s", optarg);
+			break;
+		case 'U':
+			snprintf(o->sub_ep.url, sizeof o->sub_ep.url, "%s",
+				 optarg);
 			break;
 		case 'k':
 			o->subs = (int)num_arg("--subs", optarg, 0, 100000);
@@ -2090,7 +2114,11 @@ static void parse_opts(struct opts *o, int argc, char **argv)
 		die("--subs needs at least one publisher");
 	if (!o->subs && !o->pubs && !o->idle)
 		die("nothing to do: give --subs, --pubs or --idle");
-	parse_url(o);
+	parse_url(&o->ep, o->proto);
+	if (o->sub_ep.url[0])
+		parse_url(&o->sub_ep, o->proto);
+	else
+		o->sub_ep = o->ep;
 	snprintf(o->subject, sizeof o->subject, "%s", o->topic);
 	for (char *s = o->subject; *s; s++)
 		if (*s == '/')
