@@ -630,9 +630,17 @@ static int do_pub(conn_t *c, const char *topic, const char *body,
 			abort();
 		*p = local;
 		p->heap = 1;
-		p->id = id ? strndup(id, id_len) : NULL;
-		if (id && !p->id)
-			abort();
+		p->id = NULL;
+		if (id) {
+			/* The id lies in the frame: not NUL-terminated. */
+			char *copy = malloc(id_len + 1);
+
+			if (!copy)
+				abort();
+			memcpy(copy, id, id_len);
+			copy[id_len] = 0;
+			p->id = copy;
+		}
 	}
 	rc = client_publish_text(h, c->user, topic, body, body_len, ws_pub_done,
 				 p, reason);
@@ -667,7 +675,9 @@ static void request_failed(conn_t *c, const json_t *id, int rc,
 			   const char *reason)
 {
 	send_error(c, id, rc, reason, NULL);
-	if (++c->errors_in_row >= c->hub->live->limits.max_errors)
+	/* The hub's own trouble (Redis down) is not the client's fault. */
+	if (rc != PE_UNAVAILABLE &&
+	    ++c->errors_in_row >= c->hub->live->limits.max_errors)
 		conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION,
 			   "too many bad requests", 0);
 }

@@ -70,6 +70,7 @@ struct cluster {
 	char *prefix;	     /* Key prefix (owned). */
 	char sha[41];	     /* SHA1 of store_script once loaded. */
 	int epoch_ok;	     /* epoch read since the link came up. */
+	int epoch_known;     /* epoch was read at least once. */
 	enum rlink_state st; /* Last state reported. */
 	uint64_t last_seen;  /* Highest seq received from pub/sub. */
 	uint64_t epoch;	     /* Names this Redis data set (P:epoch): it
@@ -259,7 +260,7 @@ static void on_epoch(rlink_t *l, redisReply *r, void *ud)
 	if (r && r->type == REDIS_REPLY_STRING) {
 		uint64_t e = strtoull(r->str, NULL, 10);
 
-		if (c->epoch_ok && e != c->epoch)
+		if (c->epoch_known && e != c->epoch)
 			log_warn("cluster_epoch_changed",
 				 "old=%llu new=%llu note=\"Redis lost its "
 				 "data: older cursors are gaps\"",
@@ -267,6 +268,7 @@ static void on_epoch(rlink_t *l, redisReply *r, void *ud)
 				 (unsigned long long)e);
 		c->epoch = e;
 		c->epoch_ok = 1;
+		c->epoch_known = 1;
 		/* Sequence numbers restart with a new data set. */
 		c->last_seen = 0;
 	}
@@ -353,6 +355,17 @@ static void on_stored(rlink_t *l, redisReply *r, void *ud)
 
 /* Splits the client frame JSON around its cursor's base-36 digits: the
  * script writes them in once it knows the seq. */
+static char *copy_bytes(const char *p, size_t n)
+{
+	char *s = malloc(n + 1);
+
+	if (s) {
+		memcpy(s, p, n);
+		s[n] = 0;
+	}
+	return s;
+}
+
 static void frame_parts(const cluster_t *c, const msg_t *m, char **head,
 			char **tail)
 {
@@ -373,8 +386,9 @@ static void frame_parts(const cluster_t *c, const msg_t *m, char **head,
 	if (!cur)
 		abort(); /* codec_msg always writes the cursor field. */
 	cur += strlen(needle) - 4; /* At "@@@\"". */
-	*head = strndup(p, (size_t)(cur - p));
-	*tail = strndup(cur + 3, len - (size_t)(cur + 3 - p));
+	/* The payload is not NUL-terminated: copy, do not strndup. */
+	*head = copy_bytes(p, (size_t)(cur - p));
+	*tail = copy_bytes(cur + 3, len - (size_t)(cur + 3 - p));
 	frame_unref(f);
 	if (!*head || !*tail)
 		abort();
@@ -384,11 +398,12 @@ int cluster_store(cluster_t *c, const msg_t *m, const char *peer,
 		  const char *peer_cursor, cluster_store_fn cb, void *ud)
 {
 	struct store_op *op;
-	json_t *path = json_array();
 	char num[4][32], *head, *tail, *pj;
+	json_t *path;
 
 	if (!cluster_up(c))
 		return PE_UNAVAILABLE;
+	path = json_array();
 	for (size_t i = 0; i < m->n_path; i++)
 		json_array_append_new(path, json_string(m->path[i]));
 	pj = json_dumps(path, JSON_COMPACT);
@@ -612,10 +627,13 @@ static void read_topic(struct bl_job *j, const char *topic)
 	if (!rc->topic)
 		abort();
 	if (j->since_mode) {
+		/* Everything after the cursor: streams are trimmed only
+		 * approximately (MAXLEN ~), so a COUNT of history.length
+		 * could cut off the newest messages without any gap. */
 		snprintf(from, sizeof from, "(%llu-1",
 			 (unsigned long long)j->since);
 		snprintf(count, sizeof count, "%zu",
-			 c->hub->cfg->history_length);
+			 2 * c->hub->cfg->history_length + 1000);
 		argv[0] = "XRANGE";
 		argv[2] = from;
 		argv[3] = "+";

@@ -18,6 +18,7 @@
 static const char *const state_names[] = {"open", "closing"};
 
 static void held_clear(conn_t *c);
+static void rules_clear(conn_t *c);
 
 static uint64_t next_conn_id = 1;
 
@@ -72,6 +73,7 @@ void conn_release(conn_t *c)
 		return; /* Never opened (refused during the handshake). */
 	outq_release(&c->out);
 	held_clear(c);
+	rules_clear(c);
 	{
 		char key[24];
 
@@ -195,11 +197,38 @@ static void held_clear(conn_t *c)
 	c->held = NULL;
 	c->n_held = c->cap_held = 0;
 	c->held_bytes = 0;
+}
+
+static void rules_clear(conn_t *c)
+{
 	for (size_t i = 0; i < c->n_rules; i++)
 		free(c->rules[i].filter);
 	free(c->rules);
 	c->rules = NULL;
 	c->n_rules = 0;
+}
+
+int conn_seen_in_backlog(conn_t *c, const char *topic, uint64_t seq)
+{
+	size_t i = 0;
+
+	while (i < c->n_rules) {
+		conn_rule_t *r = &c->rules[i];
+
+		if (seq <= r->seq && topic_match(r->filter, topic))
+			return 1;
+		/* Live messages come in seq order: once one is past a
+		 * backlog's newest, no later one can be in it. */
+		if (seq > r->seq) {
+			free(r->filter);
+			*r = c->rules[--c->n_rules];
+			continue;
+		}
+		i++;
+	}
+	if (!c->n_rules)
+		rules_clear(c);
+	return 0;
 }
 
 void conn_hold(conn_t *c, const char *topic, uint64_t seq, frame_t *f)
@@ -262,6 +291,8 @@ void conn_unhold(conn_t *c, const char *filter, uint64_t seq)
 			c->hub->m.messages_out++;
 	}
 	held_clear(c);
+	/* The rules stay: a message of the backlog may still come live
+	 * (Redis answers reads and pub/sub on two connections). */
 }
 
 conn_t *conn_by_id(hub_t *h, uint64_t id)

@@ -125,6 +125,11 @@ void conn_hold(conn_t *c, const char *topic, uint64_t seq, frame_t *f);
  * filter NULL). */
 void conn_unhold(conn_t *c, const char *filter, uint64_t seq);
 
+/* Returns 1 when a live message (cluster mode) was already sent in a
+ * backlog of this session, so it must not be sent again; forgets backlogs
+ * that live traffic has passed. */
+int conn_seen_in_backlog(conn_t *c, const char *topic, uint64_t seq);
+
 /* Returns the open session with this id, or NULL when it is gone. */
 conn_t *conn_by_id(hub_t *h, uint64_t id);
 

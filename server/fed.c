@@ -678,8 +678,12 @@ static void dial(fed_peer_t *p)
 	struct lws *wsi;
 	int port;
 
-	if (f->stopping || p->removed || p->link || p->dial_wsi ||
-	    !f->gateway || !f->gw_ready)
+	/* The lower-named node keeps its outgoing link to each peer (the
+	 * duplicate rule), so it dials even while the peer's link to it is
+	 * up; the other side does not dial while any link is up. */
+	if (f->stopping || p->removed || p->dial_wsi || !f->gateway ||
+	    !f->gw_ready ||
+	    (p->link && (p->link->outgoing || strcmp(me(f), p->name) > 0)))
 		return;
 	snprintf(url, sizeof url, "%s", p->cfg->url);
 	if (lws_parse_uri(url, &prot, &addr, &port, &path) ||
@@ -829,6 +833,8 @@ static void on_hello(fed_link_t *l, const fed_in_t *in)
 			return;
 	}
 	p->link = l;
+	if (!l->outgoing)
+		link_hello(l);
 	link_set_state(l, LINK_UP);
 	p->attempt = 0;
 	p->st.connects++;
@@ -1121,6 +1127,9 @@ static void on_client_established(fed_t *f, struct lws *wsi, fed_link_t *l)
 	fed_peer_t *p = lws_get_opaque_user_data(wsi);
 	char who[256];
 
+	/* The dial is over: the wsi must not point at the peer any longer
+	 * (a reload may free the peer while the link lives on). */
+	lws_set_opaque_user_data(wsi, NULL);
 	if (p)
 		p->dial_wsi = NULL;
 	link_init(l, f, wsi, 1);
@@ -1165,15 +1174,18 @@ static int fed_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
 		return on_filter(f, wsi, l);
 	case LWS_CALLBACK_ESTABLISHED:
+		/* The dialling side speaks first: ours goes only once its
+		 * hello has been checked, so a refused dialler never sees
+		 * the link up. */
 		link_init(l, f, wsi, 0);
 		link_attach(l, find_peer(f, l->who));
-		link_hello(l);
 		return 0;
 	case LWS_CALLBACK_CLIENT_ESTABLISHED:
 		on_client_established(f, wsi, l);
 		return 0;
 	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
 		p = lws_get_opaque_user_data(wsi);
+		lws_set_opaque_user_data(wsi, NULL);
 		if (p) {
 			char why[256];
 
@@ -1218,6 +1230,7 @@ static int fed_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		/* Every wsi ends here, also a dial that lws dropped without
 		 * a connection-error callback (e.g. killed while in TLS). */
 		p = lws_get_opaque_user_data(wsi);
+		lws_set_opaque_user_data(wsi, NULL);
 		if (p && p->dial_wsi == wsi) {
 			p->dial_wsi = NULL;
 			if (!p->link) {

@@ -80,8 +80,11 @@ int fedtls_peer_identity(struct lws *wsi, char *buf, size_t len)
  * lws callback, and must still leave a reason in the log. */
 static void on_tls_info(const SSL *ssl, int where, int ret)
 {
+	/* After the handshake a fatal alert is a broken or closing link
+	 * (logged as such by the link), not a refusal. */
 	if (!(where & SSL_CB_ALERT) || !(where & SSL_CB_WRITE) ||
-	    strcmp(SSL_alert_type_string(ret), "F"))
+	    strcmp(SSL_alert_type_string(ret), "F") ||
+	    SSL_is_init_finished(ssl))
 		return;
 	log_warn("fed_refused", "direction=%s reason=%s",
 		 SSL_is_server(ssl) ? "in" : "out",

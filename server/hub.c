@@ -143,6 +143,8 @@ static void deliver(void *owner, void *ud)
 		conn_hold(c, d->topic, d->seq, d->frame);
 		return;
 	}
+	if (c->n_rules && conn_seen_in_backlog(c, d->topic, d->seq))
+		return;
 	if (conn_send(c, d->frame) == 0)
 		c->hub->m.messages_out++;
 }

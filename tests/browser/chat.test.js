@@ -17,233 +17,45 @@
  */
 'use strict';
 
-const { spawn } = require('child_process');
-const crypto = require('crypto');
 const fs = require('fs');
-const http = require('http');
-const net = require('net');
 const os = require('os');
 const path = require('path');
-const { chromium } = require('playwright-core');
+const {
+  ARTIFACTS, WWW, check, note, sleep, run, freePort, httpRequest, sha256, Hub, launchBrowser, newPage: openPage,
+  shown, waitFor, waitText, waitConn, waitPresence, signIn, join, say, noDuplicates, count,
+} = require('./lib');
 
-const ROOT = path.resolve(__dirname, '..', '..');
 const NODE = 'test.example';
 const TOPIC = 'forum/test';
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const ARTIFACTS = process.env.ARTIFACTS || '/tmp/parley-browser-artifacts';
-const WWW = path.resolve(process.env.PARLEY_WWW || path.join(ROOT, 'server', 'www'));
 const TEST_TIMEOUT_S = Number(process.env.TEST_TIMEOUT_S || 180);
-const WAIT_MS = 10000; // default bound of one wait in the page
 const TOKENS = { alice: 'alice-secret-token', carol: 'carol-secret-token' };
 const ALICE = 'alice@' + NODE, CAROL = 'carol@' + NODE, ANON = 'anonymous@' + NODE;
 const REMOTE = 'bogota.example';
 
-let passed = 0, failed = 0;
-
-function check(cond, what, detail) {
-  if (cond) {
-    passed++;
-    console.log('ok ' + (passed + failed) + ' - ' + what);
-  } else {
-    failed++;
-    console.log('not ok ' + (passed + failed) + ' - ' + what + (detail !== undefined ? ': ' + detail : ''));
-  }
-  return !!cond;
-}
-
-function note(text) { console.log('# ' + text); }
-
-function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
-
-/* ------------------------------------------------------------ the hub */
-
-function findParleyd() {
-  if (process.env.PARLEYD) return path.resolve(process.env.PARLEYD);
-  for (const b of ['build-web', 'build', 'build-it', 'build-asan']) {
-    const p = path.join(ROOT, b, 'server', 'parleyd');
-    if (fs.existsSync(p)) return p;
-  }
-  throw new Error('parleyd not found: set PARLEYD=/path/to/parleyd');
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.unref();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
+/* The hub's config: node test.example, tokens for alice and carol. */
+function hubConfig() {
+  const user = (name) => ({
+    user: name, token_sha256: sha256(TOKENS[name]),
+    subscribe: ['#'], publish: ['forum/#'],
   });
+  return {
+    node: NODE,
+    log_level: 'info',
+    history: { length: 1000 },
+    http: { root: WWW },
+    auth: {
+      anonymous: { subscribe: ['forum/#'], publish: [] },
+      tokens: [user('alice'), user('carol')],
+    },
+    limits: {
+      max_frame_bytes: 65536, max_subscriptions: 256, max_queue_bytes: 4194304,
+      // Low per-connection rate so the page's rate-limit feedback can be
+      // seen; the HTTP publishes of the test are few and spaced.
+      publish_per_second: 4, publish_burst: 8, token_publish_per_second: 1000,
+      max_connections: 256, max_errors: 1000,
+    },
+  };
 }
-
-/* One HTTP request on a connection of its own (no keep-alive reuse, which
- * races with the server closing an idle connection). Resolves
- * {status, headers, text}. */
-function httpRequest(url, { method = 'GET', headers = {}, body } = {}) {
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, { method, headers, agent: false, timeout: 5000 }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, text: Buffer.concat(chunks).toString() }));
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout: ' + method + ' ' + url)));
-    req.on('error', reject);
-    req.end(body);
-  });
-}
-
-function sha256(s) { return crypto.createHash('sha256').update(s).digest('hex'); }
-
-class Hub {
-  constructor(port, dir) {
-    this.port = port;
-    this.dir = dir;
-    this.bin = findParleyd();
-    this.configPath = path.join(dir, 'parleyd.json');
-    this.logPath = path.join(ARTIFACTS, 'parleyd.log');
-    this.proc = null;
-    const user = (name) => ({
-      user: name, token_sha256: sha256(TOKENS[name]),
-      subscribe: ['#'], publish: ['forum/#'],
-    });
-    fs.writeFileSync(this.configPath, JSON.stringify({
-      node: NODE,
-      log_level: 'info',
-      listen: { host: '127.0.0.1', port },
-      history: { length: 1000 },
-      http: { root: WWW },
-      auth: {
-        anonymous: { subscribe: ['forum/#'], publish: [] },
-        tokens: [user('alice'), user('carol')],
-      },
-      limits: {
-        max_frame_bytes: 65536, max_subscriptions: 256, max_queue_bytes: 4194304,
-        // Low per-connection rate so the page's rate-limit feedback can be
-        // seen; the HTTP publishes of the test are few and spaced.
-        publish_per_second: 4, publish_burst: 8, token_publish_per_second: 1000,
-        max_connections: 256, max_errors: 1000,
-      },
-    }, null, 2));
-  }
-
-  get base() { return 'http://127.0.0.1:' + this.port; }
-
-  async start() {
-    const log = fs.openSync(this.logPath, 'a');
-    this.proc = spawn(this.bin, ['-c', this.configPath], { stdio: ['ignore', log, log] });
-    fs.closeSync(log);
-    this.exit = new Promise((resolve) => this.proc.on('exit', (code, sig) => resolve({ code, sig })));
-    const deadline = Date.now() + 10000;
-    while (Date.now() < deadline) {
-      if (this.proc.exitCode !== null) throw new Error('parleyd exited with ' + this.proc.exitCode + ' (see ' + this.logPath + ')');
-      try {
-        const r = await httpRequest(this.base + '/healthz');
-        if (r.status === 200) return;
-      } catch (e) { /* not yet */ }
-      await sleep(50);
-    }
-    throw new Error('parleyd not ready after 10 s');
-  }
-
-  async stop() {
-    if (!this.proc || this.proc.exitCode !== null) return null;
-    this.proc.kill('SIGTERM');
-    const t = setTimeout(() => this.proc.kill('SIGKILL'), 10000);
-    const r = await this.exit;
-    clearTimeout(t);
-    return r;
-  }
-
-  kill() {
-    if (this.proc && this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill('SIGKILL');
-  }
-
-  async publish(token, topic, body) {
-    const r = await httpRequest(this.base + '/v1/publish', {
-      method: 'POST',
-      headers: { authorization: 'Bearer ' + token, 'content-type': 'application/json' },
-      body: JSON.stringify({ topic, body }),
-    });
-    let j = {};
-    try { j = JSON.parse(r.text); } catch (e) { j = { text: r.text }; }
-    if (r.status !== 200 || typeof j.mid !== 'string') {
-      throw new Error('POST /v1/publish answered ' + r.status + ' ' + JSON.stringify(j));
-    }
-    return j.mid;
-  }
-}
-
-/* ------------------------------------------------------------ the page */
-
-/* Messages shown in the page's visible channel, oldest first. */
-function shown(page) {
-  return page.evaluate(() => Array.from(
-    document.querySelectorAll('#panels .panel:not([hidden]) li.msg')).map((li) => ({
-    mid: li.dataset.mid,
-    from: li.querySelector('.from').textContent,
-    origin: li.querySelector('.origin').textContent,
-    time: li.querySelector('time') ? li.querySelector('time').textContent : '',
-    datetime: li.querySelector('time') ? li.querySelector('time').dateTime : '',
-    text: li.querySelector('.body').textContent,
-    remote: li.classList.contains('remote'),
-  })));
-}
-
-async function waitFor(page, what, fn, arg, timeout) {
-  try {
-    await page.waitForFunction(fn, arg, { timeout: timeout || WAIT_MS, polling: 50 });
-    return true;
-  } catch (e) {
-    return false;
-  }
-}
-
-function waitText(page, text, timeout) {
-  return waitFor(page, 'message ' + text, (t) => Array.from(
-    document.querySelectorAll('#panels .panel:not([hidden]) li.msg .body')).some((b) => b.textContent === t),
-  text, timeout);
-}
-
-function waitConn(page, st, timeout) {
-  return waitFor(page, 'connection ' + st, (s) => document.getElementById('conn').dataset.state === s, st, timeout);
-}
-
-function presence(page) {
-  return page.evaluate(() => Array.from(document.querySelectorAll('#presence-list .who')).map((e) => e.textContent));
-}
-
-function waitPresence(page, who, present) {
-  return waitFor(page, 'presence', ([w, p]) => {
-    const list = Array.from(document.querySelectorAll('#presence-list .who')).map((e) => e.textContent);
-    return p ? w.every((x) => list.includes(x)) : w.every((x) => !list.includes(x));
-  }, [who, present]);
-}
-
-async function signIn(page, token, who) {
-  await page.fill('#token-input', token);
-  await page.press('#token-input', 'Enter');
-  return waitFor(page, 'signed in', (w) => document.getElementById('whoami').textContent === 'Signed in as ' + w, who);
-}
-
-async function join(page, topic) {
-  await page.fill('#join-input', topic);
-  await page.press('#join-input', 'Enter');
-}
-
-async function say(page, text) {
-  await page.fill('#composer-text', text);
-  await page.press('#composer-text', 'Enter');
-}
-
-function noDuplicates(list) {
-  const mids = list.map((m) => m.mid);
-  return new Set(mids).size === mids.length;
-}
-
-function count(list, text) { return list.filter((m) => m.text === text).length; }
 
 /* ------------------------------------------------------------ the scenario */
 
@@ -251,7 +63,10 @@ async function main() {
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   for (const f of fs.readdirSync(ARTIFACTS)) if (/\.(png|log)$/.test(f)) fs.rmSync(path.join(ARTIFACTS, f));
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-browser-'));
-  const hub = new Hub(await freePort(), dir);
+  const hub = new Hub({
+    port: await freePort(), config: hubConfig(),
+    configPath: path.join(dir, 'parleyd.json'), logPath: path.join(ARTIFACTS, 'parleyd.log'),
+  });
   note('parleyd ' + hub.bin + ' on port ' + hub.port + ', web root ' + WWW + ', artifacts ' + ARTIFACTS);
   let browser = null;
   const cleanup = () => { hub.kill(); };
@@ -273,12 +88,7 @@ async function main() {
     for (const b of backlog) await hub.publish(TOKENS.alice, TOPIC, b);
     await hub.publish(TOKENS.alice, TOPIC, { kind: 'update', value: 3 });
 
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
-    });
+    browser = await launchBrowser();
     note('browser ' + browser.version());
 
     const problems = []; // uncaught errors, CSP violations, requests elsewhere
@@ -288,18 +98,7 @@ async function main() {
         return x.host === '127.0.0.1:' + hub.port || x.protocol === 'data:' || x.protocol === 'about:';
       } catch (e) { return false; }
     };
-    async function newPage(name, viewport) {
-      const ctx = await browser.newContext({ viewport, deviceScaleFactor: 1, serviceWorkers: 'block' });
-      const page = await ctx.newPage();
-      page.on('pageerror', (e) => problems.push(name + ': uncaught ' + e.message));
-      page.on('console', (m) => {
-        if (/Content Security Policy|Refused to/i.test(m.text())) problems.push(name + ': ' + m.text());
-      });
-      page.on('request', (r) => { if (!hostOk(r.url())) problems.push(name + ': request to ' + r.url()); });
-      page.on('response', (r) => { if (r.status() >= 400) problems.push(name + ': ' + r.status() + ' for ' + r.url()); });
-      page.on('websocket', (ws) => { if (!hostOk(ws.url())) problems.push(name + ': websocket to ' + ws.url()); });
-      return { ctx, page };
-    }
+    const newPage = (name, viewport) => openPage(browser, name, viewport, hostOk, problems);
 
     const A = await newPage('alice', { width: 1280, height: 800 });
     const C = await newPage('carol', { width: 390, height: 844 });
@@ -587,15 +386,6 @@ async function main() {
   note('screenshots and hub log in ' + ARTIFACTS);
 }
 
-const timer = setTimeout(() => {
-  check(false, 'the test finished within ' + TEST_TIMEOUT_S + ' s');
-  console.log(passed + ' passed, ' + failed + ' failed');
-  process.exit(1);
-}, TEST_TIMEOUT_S * 1000);
-
-main().then(() => {
-  clearTimeout(timer);
+run(main, TEST_TIMEOUT_S, (failed) => {
   if (failed) note('the hub\'s log: ' + path.join(ARTIFACTS, 'parleyd.log'));
-  console.log(passed + ' passed, ' + failed + ' failed');
-  process.exit(failed ? 1 : 0);
 });
