@@ -36,6 +36,9 @@
 #define PROBE_GIVE_UP_MS 3000
 /* Messages of the node-wide log kept for federation replay. */
 #define LOG_LEN 100000
+/* Log entries read per catch-up batch, and live bytes held meanwhile. */
+#define CATCH_UP_BATCH 1000
+#define CATCH_UP_HOLD_BYTES (64 * 1024 * 1024)
 /* Seconds a stored mid is remembered for dedup. */
 #define MID_TTL_S 86400
 
@@ -59,7 +62,7 @@ static const char store_script[] =
     "redis.call('XADD', p..':t:'..topic, 'MAXLEN', '~', ARGV[7], "
     "seq..'-1', 'm', rec, 'p', prev)\n"
     "redis.call('XADD', p..':log', 'MAXLEN', '~', ARGV[8], seq..'-1', "
-    "'m', rec, 'path', ARGV[6])\n"
+    "'m', rec, 'path', ARGV[6], 't', topic)\n"
     "redis.call('SADD', p..':topics', topic)\n"
     "redis.call('PUBLISH', p..':c:'..topic, seq..'\\n'..ARGV[6]..'\\n'..rec)\n"
     "return seq\n";
@@ -70,7 +73,13 @@ struct cluster {
 	char *prefix;	     /* Key prefix (owned). */
 	char sha[41];	     /* SHA1 of store_script once loaded. */
 	int epoch_ok;	     /* epoch read since the link came up. */
-	int epoch_known;     /* epoch was read at least once. */
+	int epoch_known;      /* epoch was read at least once. */
+	int was_down;         /* The link was down since the last catch-up. */
+	int catching_up;      /* Reading the log after an outage. */
+	struct held_rec *held; /* Live messages held while catching up. */
+	size_t n_held;        /* Count. */
+	size_t cap_held;      /* Capacity. */
+	size_t held_bytes;    /* Bytes held. */
 	enum rlink_state st; /* Last state reported. */
 	uint64_t last_seen;  /* Highest seq received from pub/sub. */
 	uint64_t epoch;	     /* Names this Redis data set (P:epoch): it
@@ -250,6 +259,8 @@ void cluster_unwant(cluster_t *c, const char *filter)
 	interests(c, filter, unwant_one, NULL);
 }
 
+static void catch_up_start(cluster_t *c);
+
 /* ---- the data set's epoch ---- */
 
 static void on_epoch(rlink_t *l, redisReply *r, void *ud)
@@ -266,11 +277,16 @@ static void on_epoch(rlink_t *l, redisReply *r, void *ud)
 				 "data: older cursors are gaps\"",
 				 (unsigned long long)c->epoch,
 				 (unsigned long long)e);
+		if (c->epoch_known && e != c->epoch)
+			c->last_seen = 0; /* Numbers restart with the data. */
 		c->epoch = e;
 		c->epoch_ok = 1;
 		c->epoch_known = 1;
-		/* Sequence numbers restart with a new data set. */
-		c->last_seen = 0;
+		/* Back after an outage with the same data: messages other
+		 * instances stored meanwhile are in the log. */
+		if (c->last_seen && c->was_down)
+			catch_up_start(c);
+		c->was_down = 0;
 	}
 }
 
@@ -1044,6 +1060,202 @@ int cluster_peer_cursors(cluster_t *c, cluster_cursors_fn cb, void *ud)
 	return rc;
 }
 
+/* ---- delivery, and catching up after an outage ---- */
+
+/* Delivers one stored message to this instance's sessions (and to peers
+ * when this instance is the federation gateway). */
+static void deliver_record(cluster_t *c, uint64_t seq, const char *topic,
+			   const char *path, size_t plen, const char *json,
+			   size_t jlen)
+{
+	frame_t *f;
+
+	/* One connection receives in Redis's order: anything not newer is
+	 * the second copy of a channel + pattern match (or already
+	 * delivered by a catch-up). */
+	if (seq <= c->last_seen) {
+		c->s.redelivered++;
+		return;
+	}
+	c->last_seen = seq;
+	f = frame_new_text(json, jlen);
+	hub_deliver(c->hub, topic, seq, f);
+	frame_unref(f);
+	if (c->hub->fed && fed_wants_live(c->hub->fed)) {
+		msg_t *m = msg_from_record(c, seq, path, plen, json, jlen);
+
+		if (m) {
+			fed_forward(c->hub->fed, m);
+			msg_unref(m);
+		}
+	}
+}
+
+/* A live message held while catching up. */
+struct held_rec {
+	uint64_t seq;  /* Its seq. */
+	char *topic;   /* Topic (owned). */
+	char *path;    /* Path JSON (owned). */
+	size_t plen;   /* Its length. */
+	char *json;    /* Client frame JSON (owned). */
+	size_t jlen;   /* Its length. */
+};
+
+static char *dup_bytes(const char *p, size_t n)
+{
+	char *s = malloc(n + 1);
+
+	if (!s)
+		abort();
+	memcpy(s, p, n);
+	s[n] = 0;
+	return s;
+}
+
+static void held_free(cluster_t *c)
+{
+	for (size_t i = 0; i < c->n_held; i++) {
+		free(c->held[i].topic);
+		free(c->held[i].path);
+		free(c->held[i].json);
+	}
+	free(c->held);
+	c->held = NULL;
+	c->n_held = c->cap_held = 0;
+	c->held_bytes = 0;
+}
+
+static void catch_up_hold(cluster_t *c, uint64_t seq, const char *topic,
+			  const char *path, size_t plen, const char *json,
+			  size_t jlen)
+{
+	if (c->held_bytes + jlen > CATCH_UP_HOLD_BYTES) {
+		/* Too much live traffic to hold: stop catching up and go on
+		 * live; what the log read did not reach is lost here. */
+		log_error("cluster_catchup_abandoned",
+			  "held_bytes=%zu note=\"sessions may miss messages "
+			  "stored during the outage\"",
+			  c->held_bytes);
+		c->catching_up = 0;
+		for (size_t i = 0; i < c->n_held; i++)
+			deliver_record(c, c->held[i].seq, c->held[i].topic,
+				       c->held[i].path, c->held[i].plen,
+				       c->held[i].json, c->held[i].jlen);
+		held_free(c);
+		deliver_record(c, seq, topic, path, plen, json, jlen);
+		return;
+	}
+	if (c->n_held == c->cap_held) {
+		size_t ncap = c->cap_held ? c->cap_held * 2 : 64;
+		struct held_rec *n = realloc(c->held, ncap * sizeof *n);
+
+		if (!n)
+			abort();
+		c->held = n;
+		c->cap_held = ncap;
+	}
+	c->held[c->n_held].seq = seq;
+	c->held[c->n_held].topic = dup_bytes(topic, strlen(topic));
+	c->held[c->n_held].path = dup_bytes(path, plen);
+	c->held[c->n_held].plen = plen;
+	c->held[c->n_held].json = dup_bytes(json, jlen);
+	c->held[c->n_held].jlen = jlen;
+	c->held_bytes += jlen + plen;
+	c->n_held++;
+}
+
+static void catch_up_read(cluster_t *c);
+
+static void on_catch_up(rlink_t *l, redisReply *r, void *ud)
+{
+	cluster_t *c = ud;
+	size_t n = 0;
+
+	(void)l;
+	if (!c->catching_up)
+		return;
+	if (!r || r->type != REDIS_REPLY_ARRAY) {
+		/* The link went down again: the next UP starts over. */
+		c->catching_up = 0;
+		c->was_down = 1;
+		held_free(c);
+		return;
+	}
+	for (size_t i = 0; i < r->elements; i++) {
+		redisReply *e = r->element[i], *f;
+		const char *m = NULL, *path = NULL, *topic = NULL;
+		size_t mlen = 0, plen = 0;
+		uint64_t seq;
+
+		if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+		    e->element[0]->type != REDIS_REPLY_STRING)
+			continue;
+		seq = strtoull(e->element[0]->str, NULL, 10);
+		if (i == 0 && seq > c->last_seen + 1)
+			log_warn("cluster_catchup_gap",
+				 "from=%llu to=%llu note=\"the log was "
+				 "trimmed past what this instance had\"",
+				 (unsigned long long)c->last_seen + 1,
+				 (unsigned long long)seq - 1);
+		f = e->element[1];
+		for (size_t k = 0; k + 1 < f->elements; k += 2) {
+			const char *name = f->element[k]->str;
+
+			if (!strcmp(name, "m")) {
+				m = f->element[k + 1]->str;
+				mlen = f->element[k + 1]->len;
+			} else if (!strcmp(name, "path")) {
+				path = f->element[k + 1]->str;
+				plen = f->element[k + 1]->len;
+			} else if (!strcmp(name, "t")) {
+				topic = f->element[k + 1]->str;
+			}
+		}
+		n++;
+		if (m && path && topic)
+			deliver_record(c, seq, topic, path, plen, m, mlen);
+	}
+	if (n == CATCH_UP_BATCH) {
+		catch_up_read(c);
+		return;
+	}
+	/* Caught up: what was held and is newer follows, in order. */
+	c->catching_up = 0;
+	for (size_t i = 0; i < c->n_held; i++)
+		deliver_record(c, c->held[i].seq, c->held[i].topic,
+			       c->held[i].path, c->held[i].plen,
+			       c->held[i].json, c->held[i].jlen);
+	held_free(c);
+	log_info("cluster_caught_up", "last_seq=%llu",
+		 (unsigned long long)c->last_seen);
+}
+
+static void catch_up_read(cluster_t *c)
+{
+	char *key = keyf(c, "log", ""), from[48], count[16];
+	const char *argv[6] = {"XRANGE", key, from, "+", "COUNT", count};
+
+	snprintf(from, sizeof from, "(%llu-1",
+		 (unsigned long long)c->last_seen);
+	snprintf(count, sizeof count, "%d", CATCH_UP_BATCH);
+	if (rlink_commandv(c->link, on_catch_up, c, 6, argv, NULL)) {
+		c->catching_up = 0;
+		c->was_down = 1;
+		held_free(c);
+	}
+	free(key);
+}
+
+/* Reads, from the node-wide log, what was stored while this instance's
+ * link was down, holding live messages back until it has. */
+static void catch_up_start(cluster_t *c)
+{
+	log_info("cluster_catchup", "after=%llu",
+		 (unsigned long long)c->last_seen);
+	c->catching_up = 1;
+	catch_up_read(c);
+}
+
 /* ---- pub/sub and link state ---- */
 
 static void on_message(rlink_t *l, const char *channel, const char *pattern,
@@ -1053,7 +1265,7 @@ static void on_message(rlink_t *l, const char *channel, const char *pattern,
 	size_t plen = strlen(c->prefix);
 	const char *nl1, *nl2, *topic;
 	uint64_t seq;
-	frame_t *f;
+
 
 	(void)l;
 	(void)pattern;
@@ -1082,26 +1294,13 @@ static void on_message(rlink_t *l, const char *channel, const char *pattern,
 		return;
 	seq = strtoull(data, NULL, 10);
 	c->s.received++;
-	/* One connection receives in Redis's order: anything not newer is
-	 * the second copy of a channel + pattern match. */
-	if (seq <= c->last_seen) {
-		c->s.redelivered++;
+	if (c->catching_up) {
+		catch_up_hold(c, seq, topic, nl1 + 1, (size_t)(nl2 - nl1 - 1),
+			      nl2 + 1, len - (size_t)(nl2 + 1 - data));
 		return;
 	}
-	c->last_seen = seq;
-	f = frame_new_text(nl2 + 1, len - (size_t)(nl2 + 1 - data));
-	hub_deliver(c->hub, topic, seq, f);
-	frame_unref(f);
-	if (c->hub->fed && fed_wants_live(c->hub->fed)) {
-		msg_t *m =
-		    msg_from_record(c, seq, nl1 + 1, (size_t)(nl2 - nl1 - 1),
-				    nl2 + 1, len - (size_t)(nl2 + 1 - data));
-
-		if (m) {
-			fed_forward(c->hub->fed, m);
-			msg_unref(m);
-		}
-	}
+	deliver_record(c, seq, topic, nl1 + 1, (size_t)(nl2 - nl1 - 1),
+		       nl2 + 1, len - (size_t)(nl2 + 1 - data));
 }
 
 static void on_script(rlink_t *l, redisReply *r, void *ud)
@@ -1134,6 +1333,9 @@ static void on_state(rlink_t *l, enum rlink_state s, void *ud)
 		rlink_commandv(l, on_script, c, 3, argv, NULL);
 	} else if (s == RLINK_DOWN) {
 		c->s.outages++;
+		c->was_down = 1;
+		c->catching_up = 0;
+		held_free(c);
 		log_warn("cluster_down",
 			 "error=%s note=\"publishes are refused until Redis "
 			 "is back\"",
@@ -1163,6 +1365,7 @@ static void on_link_closed(void *ud)
 	cluster_t *c = ud;
 
 	strmap_free(c->probes);
+	held_free(c);
 	free(c->prefix);
 	free(c);
 }

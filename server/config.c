@@ -1177,6 +1177,7 @@ static int cross_check(struct parse *x)
 	char *ep, *kp;
 	int rc;
 
+	
 	for (size_t i = 0; i < c->n_peers; i++) {
 		if (strcmp(c->peers[i].name, c->node))
 			continue;
@@ -1490,4 +1491,46 @@ void config_write_docs(void *stream)
 		}
 		fputs(" |\n", out);
 	}
+}
+
+/* Returns 0 when path is a readable regular file holding a PEM block,
+ * else writes why into err. */
+static int pem_ok(const char *key, const char *path, char *err,
+		  size_t errlen)
+{
+	char buf[65536];
+	struct stat st;
+	size_t n;
+	FILE *f;
+
+	if (stat(path, &st) || !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s: %s is not a readable file", key,
+			 path);
+		return -1;
+	}
+	f = fopen(path, "r");
+	if (!f) {
+		snprintf(err, errlen, "%s: cannot open %s: %s", key, path,
+			 strerror(errno));
+		return -1;
+	}
+	n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	if (!strstr(buf, "-----BEGIN ")) {
+		snprintf(err, errlen, "%s: %s holds no PEM block", key, path);
+		return -1;
+	}
+	return 0;
+}
+
+int config_check_files(const config_t *c, char *err, size_t errlen)
+{
+	if (!c->fed_enabled)
+		return 0;
+	if (pem_ok("federation.ca", c->fed_ca, err, errlen) ||
+	    pem_ok("federation.cert", c->fed_cert, err, errlen) ||
+	    pem_ok("federation.key", c->fed_key, err, errlen))
+		return PE_CONFIG;
+	return 0;
 }

@@ -100,6 +100,14 @@ int config_load(const char *path, config_t **out, char *err, size_t errlen);
 int config_parse(const char *text, size_t len, const char *name, config_t **out,
 		 char *err, size_t errlen);
 
+/* Checks what the table cannot: that the federation's CA, certificate
+ * and key files are readable and hold PEM data (relative paths are
+ * relative to the working directory, as parleyd opens them). Returns 0,
+ * or PE_CONFIG with the key and the reason in err. Used at start, by
+ * --check and on reload (a reload naming broken files is refused whole,
+ * never half applied). */
+int config_check_files(const config_t *c, char *err, size_t errlen);
+
 /* Frees a config. NULL is a no-op. */
 void config_free(config_t *c);
 

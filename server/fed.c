@@ -38,6 +38,8 @@
 #define TICK_MS 250
 /* Bad frames in a row before a link is dropped. */
 #define MAX_BAD_FRAMES 20
+/* (topic, identity) pairs of presence one peer may announce. */
+#define FED_MAX_REMOTE_PRESENCE 10000
 /* Gateway lock lifetime and renewal period (cluster mode). */
 #define GW_LOCK_MS  8000
 #define GW_RENEW_MS 2000
@@ -76,6 +78,7 @@ typedef struct fed_peer {
 	fed_stats_t st;	  /* Counters. */
 	strmap_t *remote; /* Topic to strmap of identities the peer announced
 			     as present. */
+	size_t n_remote;  /* (topic, identity) pairs held in remote. */
 	struct fed_peer *next; /* Next in fed->peers. */
 } fed_peer_t;
 
@@ -99,6 +102,7 @@ struct fed_link {
 	int gap_sent;	       /* A gap was reported in this replay. */
 	uint64_t replay_seq;   /* Last seq considered by the replay. */
 	uint64_t last_rx;      /* uv_now of the last frame received. */
+	uint64_t created;      /* uv_now when the link was set up. */
 	uint64_t last_ping;    /* uv_now of the last ping sent. */
 	unsigned bad_frames;   /* Bad frames in a row. */
 	char *rx;	       /* Reassembly buffer. */
@@ -614,6 +618,7 @@ static void remote_clear(fed_peer_t *p)
 	}
 	strmap_free(p->remote);
 	p->remote = NULL;
+	p->n_remote = 0;
 }
 
 static void on_presence(fed_link_t *l, const fed_in_t *in)
@@ -645,6 +650,14 @@ static void on_presence(fed_link_t *l, const fed_in_t *in)
 		}
 		if (strmap_get(who, id))
 			continue;
+		/* Bounded: a peer cannot fill our memory with names. */
+		if (p->n_remote >= FED_MAX_REMOTE_PRESENCE) {
+			p->st.dropped[FED_DROP_INVALID]++;
+			log_warn("fed_presence_limit", "peer=%s limit=%d",
+				 log_str(p->name), FED_MAX_REMOTE_PRESENCE);
+			break;
+		}
+		p->n_remote++;
 		strmap_put(who, id, p, NULL);
 		if (presence_join(h->presence, in->topic, id))
 			client_presence_tell(h, in->topic, id, 1, NULL);
@@ -656,6 +669,7 @@ static void on_presence(fed_link_t *l, const fed_in_t *in)
 		if (!id || !who || !strmap_get(who, id))
 			continue;
 		strmap_del(who, id);
+		p->n_remote--;
 		if (presence_leave(h->presence, in->topic, id))
 			client_presence_tell(h, in->topic, id, 0, NULL);
 	}
@@ -765,7 +779,7 @@ static void link_init(fed_link_t *l, fed_t *f, struct lws *wsi, int outgoing)
 	l->fed = f;
 	l->outgoing = outgoing;
 	l->state = LINK_HELLO;
-	l->last_rx = l->last_ping = now(f);
+	l->last_rx = l->last_ping = l->created = now(f);
 	l->id = ++f->next_link_id;
 	outq_init(&l->out, h, wsi, h->live->fed_max_queue_bytes, NULL, NULL);
 	l->out.on_drain = on_drain;
@@ -838,7 +852,10 @@ static void on_hello(fed_link_t *l, const fed_in_t *in)
 	link_set_state(l, LINK_UP);
 	p->attempt = 0;
 	p->st.connects++;
-	uv_timer_stop(&p->timer);
+	/* A pending redial stays when we are the lower name and this link
+	 * is the peer's: our own link will replace it (duplicate rule). */
+	if (l->outgoing || strcmp(me(f), p->name) > 0)
+		uv_timer_stop(&p->timer);
 	peer_set_state(p, PEER_UP, "");
 	log_info("fed_link_up", "peer=%s direction=%s", log_str(p->name),
 		 l->outgoing ? "out" : "in");
@@ -1400,6 +1417,15 @@ static void on_tick(uv_timer_t *t)
 			link_kill(l, "peer silent");
 			continue;
 		}
+		/* Pings answered do not make a link: one that has not said
+		 * hello within the bound goes, whatever else it sends. */
+		if (l->state == LINK_HELLO &&
+		    n - l->created > (uint64_t)c->fed_dead_ms) {
+			log_warn("fed_link_dead", "peer=%s reason=%s",
+				 log_str(l->who), log_str("no hello in time"));
+			link_kill(l, "no hello in time");
+			continue;
+		}
 		if (n - l->last_ping >= (uint64_t)c->fed_ping_ms) {
 			l->last_ping = n;
 			send_new(l, fedcodec_simple(FED_PING,
@@ -1619,9 +1645,19 @@ void fed_reload(fed_t *f, const config_t *next)
 			p->cfg = pc;
 			if (p->link && p->link->outgoing)
 				link_kill(p->link, "url changed");
+			if (p->dial_wsi) {
+				/* A dial to the old address is dropped. */
+				lws_set_opaque_user_data(p->dial_wsi, NULL);
+				lws_set_timeout(p->dial_wsi,
+						PENDING_TIMEOUT_USER_OK,
+						LWS_TO_KILL_ASYNC);
+				lws_cancel_service(lws_get_context(p->dial_wsi));
+				p->dial_wsi = NULL;
+			}
+			/* Dial the new address (dial() itself decides whether
+			 * a link the peer made to us stands instead). */
 			p->attempt = 0;
-			if (!p->link && !p->dial_wsi)
-				schedule_dial(p);
+			schedule_dial(p);
 		}
 		/* Export and import changes apply from the next message. */
 		p->cfg = pc;

@@ -216,12 +216,14 @@ void hub_count_error(hub_t *h, int err)
 int hub_reload(hub_t *h)
 {
 	char err[512], changed[512];
-	config_t *n;
+	config_t *n = NULL;
 	auth_t *na;
 	enum log_level lvl;
 	int rc;
 
 	rc = config_load(h->config_path, &n, err, sizeof err);
+	if (!rc && (rc = config_check_files(n, err, sizeof err)))
+		config_free(n);
 	if (rc) {
 		h->m.reload_failures++;
 		log_error("reload_failed",

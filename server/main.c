@@ -62,7 +62,7 @@ int main(int argc, char **argv)
 	const char *path = NULL;
 	int check = 0, hash = 0, o, rc;
 	char err[1024];
-	config_t *cfg;
+	config_t *cfg = NULL;
 	uv_loop_t loop;
 	hub_t *h;
 
@@ -97,8 +97,10 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (config_load(path, &cfg, err, sizeof err)) {
+	if (config_load(path, &cfg, err, sizeof err) ||
+	    config_check_files(cfg, err, sizeof err)) {
 		fprintf(stderr, "parleyd: %s\n", err);
+		config_free(cfg);
 		return 1;
 	}
 	if (check) {

@@ -167,6 +167,9 @@ static int start_lws(hub_t *h)
 	vi.extensions = NULL; /* No permessage-deflate: frames are raw. */
 	vi.alpn = "http/1.1"; /* Never WebSocket over HTTP/2. */
 	vi.timeout_secs = (unsigned)h->cfg->limits.handshake_timeout_s;
+	/* A connection that holds request-header space without finishing
+	 * its request (a dribbled handshake) is bounded by this one. */
+	vi.timeout_secs_ah_idle = (unsigned)h->cfg->limits.handshake_timeout_s;
 	vi.keepalive_timeout = 15;
 	/* lws pings a silent client and drops one that stays silent. */
 	h->idle_policy.secs_since_valid_ping =
