@@ -37,7 +37,7 @@
 /* Messages of the node-wide log kept for federation replay. */
 #define LOG_LEN 100000
 /* Log entries read per catch-up batch, and live bytes held meanwhile. */
-#define CATCH_UP_BATCH 1000
+#define CATCH_UP_BATCH	    1000
 #define CATCH_UP_HOLD_BYTES (64 * 1024 * 1024)
 /* Seconds a stored mid is remembered for dedup. */
 #define MID_TTL_S 86400
@@ -68,27 +68,27 @@ static const char store_script[] =
     "return seq\n";
 
 struct cluster {
-	struct hub *hub;     /* Owner. */
-	rlink_t *link;	     /* The Redis link. */
-	char *prefix;	     /* Key prefix (owned). */
-	char sha[41];	     /* SHA1 of store_script once loaded. */
-	int epoch_ok;	     /* epoch read since the link came up. */
-	int epoch_known;      /* epoch was read at least once. */
-	int was_down;         /* The link was down since the last catch-up. */
-	int catching_up;      /* Reading the log after an outage. */
+	struct hub *hub;       /* Owner. */
+	rlink_t *link;	       /* The Redis link. */
+	char *prefix;	       /* Key prefix (owned). */
+	char sha[41];	       /* SHA1 of store_script once loaded. */
+	int epoch_ok;	       /* epoch read since the link came up. */
+	int epoch_known;       /* epoch was read at least once. */
+	int was_down;	       /* The link was down since the last catch-up. */
+	int catching_up;       /* Reading the log after an outage. */
 	struct held_rec *held; /* Live messages held while catching up. */
-	size_t n_held;        /* Count. */
-	size_t cap_held;      /* Capacity. */
-	size_t held_bytes;    /* Bytes held. */
-	enum rlink_state st; /* Last state reported. */
-	uint64_t last_seen;  /* Highest seq received from pub/sub. */
-	uint64_t epoch;	     /* Names this Redis data set (P:epoch): it
-				changes when Redis lost its data, and
-				cursors of another epoch are gaps. */
-	strmap_t *probes;    /* Nonce to struct bl_job awaiting it. */
-	uint64_t nonce;	     /* Next probe nonce. */
-	int stopping;	     /* cluster_stop was called. */
-	cluster_stats_t s;   /* Counters. */
+	size_t n_held;	       /* Count. */
+	size_t cap_held;       /* Capacity. */
+	size_t held_bytes;     /* Bytes held. */
+	enum rlink_state st;   /* Last state reported. */
+	uint64_t last_seen;    /* Highest seq received from pub/sub. */
+	uint64_t epoch;	       /* Names this Redis data set (P:epoch): it
+				  changes when Redis lost its data, and
+				  cursors of another epoch are gaps. */
+	strmap_t *probes;      /* Nonce to struct bl_job awaiting it. */
+	uint64_t nonce;	       /* Next probe nonce. */
+	int stopping;	       /* cluster_stop was called. */
+	cluster_stats_t s;     /* Counters. */
 };
 
 /* ---- cursors ---- */
@@ -468,6 +468,94 @@ int cluster_store(cluster_t *c, const msg_t *m, const char *peer,
 	return 0;
 }
 
+/* ---- reading Redis replies ---- */
+
+/* Returns the string of a reply element, or NULL for any other type. */
+static const char *reply_str(const redisReply *r, size_t *len)
+{
+	if (!r ||
+	    (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_STATUS) ||
+	    !r->str)
+		return NULL;
+	if (len)
+		*len = r->len;
+	return r->str;
+}
+
+int cluster_stream_walk(const redisReply *r, cluster_entry_fn fn, void *ud)
+{
+	int n = 0;
+
+	if (!r || r->type != REDIS_REPLY_ARRAY)
+		return -1;
+	for (size_t i = 0; i < r->elements; i++) {
+		const redisReply *e = r->element[i], *f;
+		cluster_entry_t en = {0};
+		const char *id;
+
+		/* Anything not shaped like [id, [name, value, ...]] with
+		 * string ids, names and values is skipped: a broken or
+		 * hostile server must not crash the hub. */
+		if (!e || e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+		    !(id = reply_str(e->element[0], NULL)))
+			continue;
+		f = e->element[1];
+		if (!f || f->type != REDIS_REPLY_ARRAY)
+			continue;
+		en.seq = strtoull(id, NULL, 10);
+		en.index = i;
+		for (size_t k = 0; k + 1 < f->elements; k += 2) {
+			const char *name = reply_str(f->element[k], NULL);
+			size_t vlen = 0;
+			const char *v = reply_str(f->element[k + 1], &vlen);
+
+			if (!name || !v)
+				continue;
+			if (!strcmp(name, "m")) {
+				en.m = v;
+				en.mlen = vlen;
+			} else if (!strcmp(name, "path")) {
+				en.path = v;
+				en.plen = vlen;
+			} else if (!strcmp(name, "t")) {
+				en.topic = v;
+			} else if (!strcmp(name, "p")) {
+				en.prev = strtoull(v, NULL, 10);
+			}
+		}
+		fn(&en, ud);
+		n++;
+	}
+	return n;
+}
+
+int cluster_parse_message(const char *data, size_t len, uint64_t *seq,
+			  const char **path, size_t *plen, const char **json,
+			  size_t *jlen)
+{
+	const char *nl1 = memchr(data, '\n', len), *nl2;
+	char num[24];
+	size_t dl;
+
+	if (!nl1)
+		return -1;
+	nl2 = memchr(nl1 + 1, '\n', len - (size_t)(nl1 + 1 - data));
+	dl = (size_t)(nl1 - data);
+	if (!nl2 || !dl || dl >= sizeof num)
+		return -1;
+	for (size_t i = 0; i < dl; i++)
+		if (data[i] < '0' || data[i] > '9')
+			return -1;
+	memcpy(num, data, dl);
+	num[dl] = 0;
+	*seq = strtoull(num, NULL, 10);
+	*path = nl1 + 1;
+	*plen = (size_t)(nl2 - nl1 - 1);
+	*json = nl2 + 1;
+	*jlen = len - (size_t)(nl2 + 1 - data);
+	return 0;
+}
+
 /* ---- backlog ---- */
 
 enum bl_stage { BL_PROBE, BL_TOPICS, BL_READ, BL_DONE };
@@ -582,47 +670,29 @@ struct read_ctx {
 	char *topic;	  /* Topic (owned). */
 };
 
+/* One entry of a backlog read. */
+static void read_entry(const cluster_entry_t *e, void *ud)
+{
+	struct read_ctx *rc = ud;
+	struct bl_job *j = rc->j;
+
+	if (!e->m)
+		return;
+	/* The first message after the cursor must follow it directly in
+	 * its topic, or some were trimmed. */
+	if (j->since_mode && e->index == 0 && e->prev > j->since && !j->rc)
+		j->rc = PE_HISTORY_GAP;
+	job_add(j, rc->topic, e->seq, e->m, e->mlen);
+}
+
 static void on_read(rlink_t *l, redisReply *r, void *ud)
 {
 	struct read_ctx *rc = ud;
 	struct bl_job *j = rc->j;
 
-	if (!r || r->type != REDIS_REPLY_ARRAY) {
-		if (!j->rc)
-			j->rc = PE_UNAVAILABLE;
-	} else {
-		for (size_t i = 0; i < r->elements; i++) {
-			redisReply *e = r->element[i], *f;
-			const char *m = NULL;
-			size_t mlen = 0;
-			uint64_t prev = 0, seq;
-
-			if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
-			    e->element[0]->type != REDIS_REPLY_STRING)
-				continue;
-			seq = strtoull(e->element[0]->str, NULL, 10);
-			f = e->element[1];
-			for (size_t k = 0; k + 1 < f->elements; k += 2) {
-				const char *name = f->element[k]->str;
-
-				if (!strcmp(name, "m")) {
-					m = f->element[k + 1]->str;
-					mlen = f->element[k + 1]->len;
-				} else if (!strcmp(name, "p")) {
-					prev = strtoull(f->element[k + 1]->str,
-							NULL, 10);
-				}
-			}
-			if (!m)
-				continue;
-			/* The first message after the cursor must follow
-			 * it directly in its topic, or some were trimmed. */
-			if (j->since_mode && i == 0 && prev > j->since &&
-			    !j->rc)
-				j->rc = PE_HISTORY_GAP;
-			job_add(j, rc->topic, seq, m, mlen);
-		}
-	}
+	(void)l;
+	if (cluster_stream_walk(r, read_entry, rc) < 0 && !j->rc)
+		j->rc = PE_UNAVAILABLE;
 	free(rc->topic);
 	free(rc);
 	if (--j->replies_due == 0 && j->stage == BL_READ)
@@ -816,9 +886,8 @@ int cluster_backlog(cluster_t *c, const char *filter, int barrier,
  * the path (which already ends with this node). Used only where
  * federation needs the fields. Returns a new message, or NULL (logged)
  * for a record that does not parse. */
-static msg_t *msg_from_record(const cluster_t *c, uint64_t seq,
-			      const char *path, size_t plen, const char *json,
-			      size_t jlen)
+msg_t *cluster_record_msg(const char *node, uint64_t seq, const char *path,
+			  size_t plen, const char *json, size_t jlen)
 {
 	json_error_t jerr;
 	json_t *j = json_loadb(json, jlen, 0, &jerr);
@@ -860,7 +929,7 @@ static msg_t *msg_from_record(const cluster_t *c, uint64_t seq,
 	if (n)
 		msg_set_path(m, nodes, n - 1, nodes[n - 1]);
 	else
-		msg_set_path(m, NULL, 0, c->hub->cfg->node);
+		msg_set_path(m, NULL, 0, node);
 	free(nodes);
 out:
 	json_decref(j);
@@ -878,13 +947,33 @@ struct replay_op {
 	void *ud;	      /* Caller's data. */
 };
 
+/* What a replay read collects. */
+struct replay_acc {
+	struct replay_op *op; /* The read. */
+	msg_t **v;	      /* Messages (references). */
+	size_t n;	      /* Count. */
+	int gap;	      /* Older entries were trimmed. */
+};
+
+static void replay_entry(const cluster_entry_t *e, void *ud)
+{
+	struct replay_acc *a = ud;
+
+	/* Every stored message is in the log under its own seq: a jump
+	 * means older entries were trimmed. */
+	if (e->index == 0 && e->seq > a->op->after + 1)
+		a->gap = 1;
+	if (e->m && e->path &&
+	    (a->v[a->n] = cluster_record_msg(a->op->c->hub->cfg->node, e->seq,
+					     e->path, e->plen, e->m, e->mlen)))
+		a->n++;
+}
+
 static void on_replay(rlink_t *l, redisReply *r, void *ud)
 {
 	struct replay_op *op = ud;
 	cluster_t *c = op->c;
-	msg_t **v = NULL;
-	size_t n = 0;
-	int gap = 0;
+	struct replay_acc a = {op, NULL, 0, 0};
 
 	(void)l;
 	if (!r || r->type != REDIS_REPLY_ARRAY) {
@@ -892,41 +981,14 @@ static void on_replay(rlink_t *l, redisReply *r, void *ud)
 		free(op);
 		return;
 	}
-	v = calloc(r->elements + 1, sizeof *v);
-	if (!v)
+	a.v = calloc(r->elements + 1, sizeof *a.v);
+	if (!a.v)
 		abort();
-	for (size_t i = 0; i < r->elements; i++) {
-		redisReply *e = r->element[i], *f;
-		const char *m = NULL, *path = NULL;
-		size_t mlen = 0, plen = 0;
-		uint64_t seq;
-
-		if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
-		    e->element[0]->type != REDIS_REPLY_STRING)
-			continue;
-		seq = strtoull(e->element[0]->str, NULL, 10);
-		/* Every stored message is in the log under its own seq: a
-		 * jump means older entries were trimmed. */
-		if (i == 0 && seq > op->after + 1)
-			gap = 1;
-		f = e->element[1];
-		for (size_t k = 0; k + 1 < f->elements; k += 2) {
-			if (!strcmp(f->element[k]->str, "m")) {
-				m = f->element[k + 1]->str;
-				mlen = f->element[k + 1]->len;
-			} else if (!strcmp(f->element[k]->str, "path")) {
-				path = f->element[k + 1]->str;
-				plen = f->element[k + 1]->len;
-			}
-		}
-		if (m && path &&
-		    (v[n] = msg_from_record(c, seq, path, plen, m, mlen)))
-			n++;
-	}
-	op->cb(c->hub, 0, v, n, gap, op->ud);
-	for (size_t i = 0; i < n; i++)
-		msg_unref(v[i]);
-	free(v);
+	cluster_stream_walk(r, replay_entry, &a);
+	op->cb(c->hub, 0, a.v, a.n, a.gap, op->ud);
+	for (size_t i = 0; i < a.n; i++)
+		msg_unref(a.v[i]);
+	free(a.v);
 	free(op);
 }
 
@@ -1082,7 +1144,8 @@ static void deliver_record(cluster_t *c, uint64_t seq, const char *topic,
 	hub_deliver(c->hub, topic, seq, f);
 	frame_unref(f);
 	if (c->hub->fed && fed_wants_live(c->hub->fed)) {
-		msg_t *m = msg_from_record(c, seq, path, plen, json, jlen);
+		msg_t *m = cluster_record_msg(c->hub->cfg->node, seq, path,
+					      plen, json, jlen);
 
 		if (m) {
 			fed_forward(c->hub->fed, m);
@@ -1093,12 +1156,12 @@ static void deliver_record(cluster_t *c, uint64_t seq, const char *topic,
 
 /* A live message held while catching up. */
 struct held_rec {
-	uint64_t seq;  /* Its seq. */
-	char *topic;   /* Topic (owned). */
-	char *path;    /* Path JSON (owned). */
-	size_t plen;   /* Its length. */
-	char *json;    /* Client frame JSON (owned). */
-	size_t jlen;   /* Its length. */
+	uint64_t seq; /* Its seq. */
+	char *topic;  /* Topic (owned). */
+	char *path;   /* Path JSON (owned). */
+	size_t plen;  /* Its length. */
+	char *json;   /* Client frame JSON (owned). */
+	size_t jlen;  /* Its length. */
 };
 
 static char *dup_bytes(const char *p, size_t n)
@@ -1166,10 +1229,24 @@ static void catch_up_hold(cluster_t *c, uint64_t seq, const char *topic,
 
 static void catch_up_read(cluster_t *c);
 
+static void catch_up_entry(const cluster_entry_t *e, void *ud)
+{
+	cluster_t *c = ud;
+
+	if (e->index == 0 && e->seq > c->last_seen + 1)
+		log_warn("cluster_catchup_gap",
+			 "from=%llu to=%llu note=\"the log was trimmed past "
+			 "what this instance had\"",
+			 (unsigned long long)c->last_seen + 1,
+			 (unsigned long long)e->seq - 1);
+	if (e->m && e->path && e->topic)
+		deliver_record(c, e->seq, e->topic, e->path, e->plen, e->m,
+			       e->mlen);
+}
+
 static void on_catch_up(rlink_t *l, redisReply *r, void *ud)
 {
 	cluster_t *c = ud;
-	size_t n = 0;
 
 	(void)l;
 	if (!c->catching_up)
@@ -1181,41 +1258,8 @@ static void on_catch_up(rlink_t *l, redisReply *r, void *ud)
 		held_free(c);
 		return;
 	}
-	for (size_t i = 0; i < r->elements; i++) {
-		redisReply *e = r->element[i], *f;
-		const char *m = NULL, *path = NULL, *topic = NULL;
-		size_t mlen = 0, plen = 0;
-		uint64_t seq;
-
-		if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
-		    e->element[0]->type != REDIS_REPLY_STRING)
-			continue;
-		seq = strtoull(e->element[0]->str, NULL, 10);
-		if (i == 0 && seq > c->last_seen + 1)
-			log_warn("cluster_catchup_gap",
-				 "from=%llu to=%llu note=\"the log was "
-				 "trimmed past what this instance had\"",
-				 (unsigned long long)c->last_seen + 1,
-				 (unsigned long long)seq - 1);
-		f = e->element[1];
-		for (size_t k = 0; k + 1 < f->elements; k += 2) {
-			const char *name = f->element[k]->str;
-
-			if (!strcmp(name, "m")) {
-				m = f->element[k + 1]->str;
-				mlen = f->element[k + 1]->len;
-			} else if (!strcmp(name, "path")) {
-				path = f->element[k + 1]->str;
-				plen = f->element[k + 1]->len;
-			} else if (!strcmp(name, "t")) {
-				topic = f->element[k + 1]->str;
-			}
-		}
-		n++;
-		if (m && path && topic)
-			deliver_record(c, seq, topic, path, plen, m, mlen);
-	}
-	if (n == CATCH_UP_BATCH) {
+	cluster_stream_walk(r, catch_up_entry, c);
+	if (r->elements == CATCH_UP_BATCH) {
 		catch_up_read(c);
 		return;
 	}
@@ -1263,9 +1307,9 @@ static void on_message(rlink_t *l, const char *channel, const char *pattern,
 {
 	cluster_t *c = ud;
 	size_t plen = strlen(c->prefix);
-	const char *nl1, *nl2, *topic;
+	const char *topic, *path, *json;
+	size_t pl, jl;
 	uint64_t seq;
-
 
 	(void)l;
 	(void)pattern;
@@ -1287,20 +1331,14 @@ static void on_message(rlink_t *l, const char *channel, const char *pattern,
 	    strncmp(channel + plen, ":c:", 3))
 		return;
 	topic = channel + plen + 3;
-	nl1 = memchr(data, '\n', len);
-	nl2 =
-	    nl1 ? memchr(nl1 + 1, '\n', len - (size_t)(nl1 + 1 - data)) : NULL;
-	if (!nl2)
+	if (cluster_parse_message(data, len, &seq, &path, &pl, &json, &jl))
 		return;
-	seq = strtoull(data, NULL, 10);
 	c->s.received++;
 	if (c->catching_up) {
-		catch_up_hold(c, seq, topic, nl1 + 1, (size_t)(nl2 - nl1 - 1),
-			      nl2 + 1, len - (size_t)(nl2 + 1 - data));
+		catch_up_hold(c, seq, topic, path, pl, json, jl);
 		return;
 	}
-	deliver_record(c, seq, topic, nl1 + 1, (size_t)(nl2 - nl1 - 1),
-		       nl2 + 1, len - (size_t)(nl2 + 1 - data));
+	deliver_record(c, seq, topic, path, pl, json, jl);
 }
 
 static void on_script(rlink_t *l, redisReply *r, void *ud)

@@ -14,6 +14,7 @@
 #include "msg.h"
 
 struct hub;
+struct redisReply;
 typedef struct cluster cluster_t;
 
 /* Called when a store finished: rc is 0 with the message's sequence
@@ -113,6 +114,39 @@ typedef void (*cluster_cursors_fn)(struct hub *h, int rc, const char **kv,
 /* Reads the position last stored from each peer. Returns 0 or
  * PE_UNAVAILABLE (cb never called). */
 int cluster_peer_cursors(cluster_t *c, cluster_cursors_fn cb, void *ud);
+
+/* One entry of a stream read (XRANGE/XREVRANGE), fields borrowed from
+ * the reply. */
+typedef struct cluster_entry {
+	uint64_t seq;	   /* From the entry id. */
+	size_t index;	   /* Position in the reply. */
+	const char *m;	   /* Client frame JSON, or NULL. */
+	size_t mlen;	   /* Its length. */
+	const char *path;  /* Path JSON (log entries), or NULL. */
+	size_t plen;	   /* Its length. */
+	const char *topic; /* Topic (log entries), or NULL. */
+	uint64_t prev;	   /* Seq of the topic's previous message, or 0. */
+} cluster_entry_t;
+
+typedef void (*cluster_entry_fn)(const cluster_entry_t *e, void *ud);
+
+/* Calls fn for each well-formed entry of a stream read reply, skipping
+ * anything else (a broken or hostile server must not crash the hub).
+ * Returns the number of entries visited, or -1 when r is not an array. */
+int cluster_stream_walk(const struct redisReply *r, cluster_entry_fn fn,
+			void *ud);
+
+/* Splits a pub/sub payload "<seq>\n<path JSON>\n<client JSON>". Returns
+ * 0 with the parts (borrowed from data), or -1 when malformed. */
+int cluster_parse_message(const char *data, size_t len, uint64_t *seq,
+			  const char **path, size_t *plen, const char **json,
+			  size_t *jlen);
+
+/* Rebuilds a message from a stored record (client frame JSON and path,
+ * which already ends with this node; node is used when it is empty).
+ * Returns a new message, or NULL (logged) when the record is malformed. */
+msg_t *cluster_record_msg(const char *node, uint64_t seq, const char *path,
+			  size_t plen, const char *json, size_t jlen);
 
 /* Counters for /metrics. */
 typedef struct cluster_stats {
