@@ -10,7 +10,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 build=$root/build-fuzz
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-CC=clang cmake -S "$root" -B "$build" -DPARLEY_FUZZ=ON \
+CC=clang cmake -S "$root" -B "$build" -DPARLEY_FUZZ=ON -DPARLEY_CLIENT=ON \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j"$(nproc)" --target $(cd "$root/tests/fuzz" && ls fuzz_*.c | sed 's/\.c$//') >/dev/null
 mkdir -p "$root/tests/fuzz/artifacts"
