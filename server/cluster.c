@@ -371,14 +371,16 @@ static void on_stored(rlink_t *l, redisReply *r, void *ud)
 
 /* Splits the client frame JSON around its cursor's base-36 digits: the
  * script writes them in once it knows the seq. */
-static char *copy_bytes(const char *p, size_t n)
+/* Returns a NUL-terminated copy of n bytes (which need not be
+ * terminated). Aborts on out-of-memory, as the daemon may. */
+static char *dup_bytes(const char *p, size_t n)
 {
 	char *s = malloc(n + 1);
 
-	if (s) {
-		memcpy(s, p, n);
-		s[n] = 0;
-	}
+	if (!s)
+		abort();
+	memcpy(s, p, n);
+	s[n] = 0;
 	return s;
 }
 
@@ -403,11 +405,9 @@ static void frame_parts(const cluster_t *c, const msg_t *m, char **head,
 		abort(); /* codec_msg always writes the cursor field. */
 	cur += strlen(needle) - 4; /* At "@@@\"". */
 	/* The payload is not NUL-terminated: copy, do not strndup. */
-	*head = copy_bytes(p, (size_t)(cur - p));
-	*tail = copy_bytes(cur + 3, len - (size_t)(cur + 3 - p));
+	*head = dup_bytes(p, (size_t)(cur - p));
+	*tail = dup_bytes(cur + 3, len - (size_t)(cur + 3 - p));
 	frame_unref(f);
-	if (!*head || !*tail)
-		abort();
 }
 
 int cluster_store(cluster_t *c, const msg_t *m, const char *peer,
@@ -1163,17 +1163,6 @@ struct held_rec {
 	char *json;   /* Client frame JSON (owned). */
 	size_t jlen;  /* Its length. */
 };
-
-static char *dup_bytes(const char *p, size_t n)
-{
-	char *s = malloc(n + 1);
-
-	if (!s)
-		abort();
-	memcpy(s, p, n);
-	s[n] = 0;
-	return s;
-}
 
 static void held_free(cluster_t *c)
 {
