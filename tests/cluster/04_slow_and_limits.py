@@ -53,24 +53,7 @@ async def slow_consumer(i1, i2):
     check_eq((got1, got2), (sent, sent), "the fast clients on i1 and i2 got all %d messages, in order" % sent)
     check_eq(i2.metric("parley_slow_consumer_disconnects_total"), 0.0, "i2 cut nobody off")
 
-    kind, code, drained = "?", None, 0
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            fr = slow.recv_frame(max(0.05, deadline - time.monotonic()))
-        except (ConnectionResetError, BrokenPipeError):
-            kind = "reset"
-            break
-        except OSError:
-            break
-        if fr is None:
-            kind = "eof"
-            break
-        if fr[1] == 0x8:
-            kind = "close"
-            code = int.from_bytes(fr[2][:2], "big") if len(fr[2]) >= 2 else None
-            break
-        drained += 1
+    kind, code, drained = slow.wait_end(15)
     check(kind in ("close", "eof", "reset"), "the slow connection was ended by i1 (%s, code %s, %d frames "
           "still in flight)" % (kind, code, drained))
     if kind == "close":

@@ -228,19 +228,6 @@ class Instance(pt.Hub):
     def __repr__(self):
         return "Instance(%s :%d)" % (self.name, self.port)
 
-    def crash(self):
-        """SIGKILL; no clean exit is expected from this run."""
-        self.kill()
-        self.exit_checked = True
-
-    def restart(self, timeout=10.0):
-        """Starts again with the same config, port and log."""
-        if self.alive():
-            raise Failure("%s: restart() while running" % self.name)
-        with open(self.log_path, "ab") as f:
-            f.write(b"---- clustertest: restart ----\n")
-        return self.start(timeout)
-
     async def term_and_restart(self):
         """SIGTERM (checking a clean exit), then start again."""
         self.signal(signal.SIGTERM)

@@ -193,22 +193,6 @@ class Node(pt.Hub):
         """Writes self.config and sends SIGHUP."""
         self.reload(self.config)
 
-    # -- process
-
-    def crash(self):
-        """SIGKILL; the harness no longer expects a clean exit from this
-        run (restart() starts a new one)."""
-        self.kill()
-        self.exit_checked = True
-
-    def restart(self, timeout=10.0):
-        """Starts again with the same config, state file and log."""
-        if self.alive():
-            raise Failure("%s: restart() while running" % self.name)
-        with open(self.log_path, "ab") as f:
-            f.write(b"---- fedtest: restart ----\n")
-        return self.start(timeout)
-
     # -- health
 
     def health(self):

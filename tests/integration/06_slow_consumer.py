@@ -77,27 +77,7 @@ async def scenario():
     # The slow connection ends (close frame 1008 if it gets through, else
     # the hub drops the socket after its grace period). Draining it now is
     # bounded: the hub freed its queue, so little is left to read.
-    kind, code = "?", None
-    drained = 0
-    deadline = time.monotonic() + 15
-    for _ in range(1000000):
-        if time.monotonic() > deadline:
-            break
-        try:
-            fr = slow.recv_frame(max(0.05, deadline - time.monotonic()))
-        except (ConnectionResetError, BrokenPipeError):
-            kind = "reset"
-            break
-        except OSError:
-            break
-        if fr is None:
-            kind = "eof"
-            break
-        if fr[1] == 0x8:
-            kind = "close"
-            code = int.from_bytes(fr[2][:2], "big") if len(fr[2]) >= 2 else None
-            break
-        drained += 1
+    kind, code, drained = slow.wait_end(15)
     check(kind in ("close", "eof", "reset"), "the slow connection was ended by the hub (%s, code %s, "
           "%d frames were still in flight)" % (kind, code, drained))
     if kind == "close":

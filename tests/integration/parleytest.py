@@ -302,6 +302,21 @@ class Hub:
             except subprocess.TimeoutExpired:
                 pass
 
+    def crash(self):
+        """SIGKILL; the harness no longer expects a clean exit from this
+        run (restart() starts a new one)."""
+        self.kill()
+        self.exit_checked = True
+
+    def restart(self, timeout=10.0):
+        """Starts again with the same config, port and log (and state
+        files, which live in the same directory)."""
+        if self.alive():
+            raise Failure("%r (port %d): restart() while running" % (self, self.port))
+        with open(self.log_path, "ab") as f:
+            f.write(b"---- restart ----\n")
+        return self.start(timeout)
+
     def log_text(self):
         try:
             with open(self.log_path, "rb") as f:
@@ -737,12 +752,15 @@ class RawWS:
                 raise Failure("raw: closed with %r" % (f[2][:2],))
         raise Failure("raw: no text frame")
 
-    def close_code(self, timeout=5.0):
-        """Reads until a close frame or the end of the stream. Returns
-        ("close", code or None) or ("eof", None); raises Failure when
-        the connection is still open after timeout."""
+    def wait_end(self, timeout=5.0):
+        """Reads (and drops) frames until the hub ends the connection.
+        Returns (kind, code, drained): kind is "close" (code from the
+        close frame, or None), "eof", "reset", "error" (another socket
+        error) or "open" (still open after timeout); drained counts the
+        other frames read on the way."""
         deadline = time.monotonic() + timeout
-        for _ in range(100000):
+        drained = 0
+        for _ in range(1000000):
             left = deadline - time.monotonic()
             if left <= 0:
                 break
@@ -751,13 +769,29 @@ class RawWS:
             except socket.timeout:
                 break
             except (ConnectionResetError, BrokenPipeError):
-                return "eof", None
+                return "reset", None, drained
+            except OSError:
+                return "error", None, drained
             if f is None:
-                return "eof", None
+                return "eof", None, drained
             if f[1] == 0x8:
                 code = struct.unpack("!H", f[2][:2])[0] if len(f[2]) >= 2 else None
-                return "close", code
-        raise Failure("raw: connection still open after %.1f s" % timeout)
+                return "close", code, drained
+            drained += 1
+        return "open", None, drained
+
+    def close_code(self, timeout=5.0):
+        """Reads until a close frame or the end of the stream. Returns
+        ("close", code or None) or ("eof", None); raises Failure when
+        the connection is still open after timeout."""
+        kind, code, _ = self.wait_end(timeout)
+        if kind == "error":
+            raise Failure("raw: socket error while waiting for the close")
+        if kind == "reset":
+            return "eof", None
+        if kind == "open":
+            raise Failure("raw: connection still open after %.1f s" % timeout)
+        return kind, code
 
     def close(self):
         try:
