@@ -15,15 +15,11 @@ import time
 
 import clustertest as ct
 import parleytest as pt
-from clustertest import check, check_eq, note
+from clustertest import check, check_eq, mids, note
 
 HIST = 200    # history.length of the main cluster.
 SHORT = 5     # history.length of the trimming cluster.
 N_JOINERS = 30  # Clients that subscribe with backlog while a publisher runs.
-
-
-def mids(frames):
-    return [f["mid"] for f in frames]
 
 
 async def backlog_and_restart(redis):

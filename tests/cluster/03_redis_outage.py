@@ -19,15 +19,11 @@ import asyncio
 import time
 
 import clustertest as ct
-from clustertest import check, check_eq, note
+from clustertest import check, check_eq, mids, note
 
 MAX_ERRORS = 10
 RECOVER_S = 10.0
 SETTLE_S = 0.05  # Acknowledged this long before Redis's death: must arrive.  # Bound for "recovers by itself within a few seconds".
-
-
-def mids(frames):
-    return [f["mid"] for f in frames]
 
 
 async def wait_up_all(instances, what):

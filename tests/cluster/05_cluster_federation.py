@@ -23,7 +23,7 @@ import sys
 import time
 
 import clustertest as ct
-from clustertest import check, check_eq, note
+from clustertest import check, check_eq, mids, note
 
 sys.path.insert(0, os.path.join(ct.SOURCE_DIR, "tests", "federation"))
 import fedtest as ft  # noqa: E402
@@ -31,10 +31,6 @@ import fedtest as ft  # noqa: E402
 CLUSTER = "cluster.example"
 SOLO = "solo.example"
 TAKEOVER_S = 20.0
-
-
-def mids(frames):
-    return [f["mid"] for f in frames]
 
 
 def is_gateway(node):

@@ -10,8 +10,8 @@ sanitizer check, the log dump on failure) and adds what cluster mode needs:
   start() again on the same port; a tiny RESP client (cmd()).
 - Instance: a parleyd with a "redis" section pointing at such a Redis,
   with crash() (SIGKILL), restart(), health() and redis_state().
-- burst()/collect()/http_publish()/history(): pipelined publishing and
-  exact-once collection, as in tests/federation/fedtest.py.
+- http_publish()/history(): the HTTP API (burst()/collect() and the
+  exact-once checks come from parleytest).
 - cursor_key(): the (epoch, seq) order of a cursor ("<epoch>-<seq>", both
   base 36), to check that cursors increase.
 - run(): like parleytest.run, and also kills every Redis, checks every
@@ -47,6 +47,7 @@ import parleytest as pt  # noqa: E402
 import websockets  # noqa: E402,F401
 import websockets.exceptions  # noqa: E402,F401
 from parleytest import Failure, check, check_eq, note  # noqa: E402,F401
+from parleytest import burst, check_no_duplicates, check_once_in_order, collect, mids, read_msg_frames  # noqa: E402,F401
 
 NODE = "cluster.example"
 USERS = ("alice", "bob", "carol")
@@ -357,83 +358,6 @@ def history(hub, topic, last=None, since=None, user="alice"):
         raise Failure("%s: GET /v1/history %s last=%s since=%s answered %d: %r"
                       % (hub, topic, last, since, st, j))
     return j["messages"]
-
-
-async def burst(c, topic, n, tag, body=None, timeout=30.0):
-    """Publishes n messages pipelined (all sent before the answers are
-    read). Returns their mids in order. Each body is {"tag","seq"} unless
-    body(i) is given; topic may be a function of i."""
-    ids = ["%s-%d" % (tag, i) for i in range(n)]
-    for i, rid in enumerate(ids):
-        b = body(i) if body else {"tag": tag, "seq": i}
-        t = topic(i) if callable(topic) else topic
-        await c.send({"op": "pub", "id": rid, "topic": t, "body": b})
-    mids = []
-    for rid in ids:
-        ans, _ = await c.wait_answer(rid, timeout=timeout)
-        if ans.get("op") != "ok" or not ans.get("mid"):
-            raise Failure("%s: pub %s answered %r" % (c.name, rid, ans))
-        mids.append(ans["mid"])
-    return mids
-
-
-async def read_msg_frames(c, until, timeout, quiet=0.5):
-    """Reads msg frames (inbox first) until until(frames) holds, then for
-    quiet more seconds. Returns every msg frame read in order; other
-    frames go to the inbox."""
-    got = [f for f in c.inbox if f.get("op") == "msg"]
-    c.inbox = [f for f in c.inbox if f.get("op") != "msg"]
-    deadline = time.monotonic() + timeout
-    while not until(got):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return got, False
-        try:
-            data = await asyncio.wait_for(c.ws.recv(), min(left, 1.0))
-        except asyncio.TimeoutError:
-            continue
-        f = json.loads(data)
-        (got if f.get("op") == "msg" else c.inbox).append(f)
-    end = time.monotonic() + quiet
-    while True:
-        left = end - time.monotonic()
-        if left <= 0:
-            break
-        try:
-            data = await asyncio.wait_for(c.ws.recv(), left)
-        except asyncio.TimeoutError:
-            break
-        f = json.loads(data)
-        (got if f.get("op") == "msg" else c.inbox).append(f)
-    return got, True
-
-
-async def collect(c, mids, timeout=20.0, quiet=0.5):
-    """Reads msg frames until every mid in mids has arrived, then for
-    quiet more seconds. Returns every msg frame read, in arrival order."""
-    want = set(mids)
-    got, done = await read_msg_frames(
-        c, lambda g: want.issubset({f["mid"] for f in g}), timeout, quiet)
-    if not done:
-        missing = want - {f["mid"] for f in got}
-        raise Failure("%s: %d of %d messages missing after %.0f s (e.g. %s)"
-                      % (c.name, len(missing), len(want), timeout, sorted(missing)[:3]))
-    return got
-
-
-def check_once_in_order(frames, mids, who):
-    """frames hold each of mids exactly once and in that order."""
-    ms = set(mids)
-    seq = [f["mid"] for f in frames if f["mid"] in ms]
-    dups = len(seq) - len(set(seq))
-    check(dups == 0, "%s: each of the %d messages arrived once (%d duplicates)"
-          % (who, len(mids), dups))
-    check(seq == list(mids), "%s: the %d messages arrived in the publisher's order" % (who, len(mids)))
-
-
-def check_no_duplicates(frames, who):
-    mids = [f["mid"] for f in frames]
-    check_eq(len(mids) - len(set(mids)), 0, "%s: no message arrived twice (of %d)" % (who, len(mids)))
 
 
 _B36 = re.compile(r"^[0-9a-z]+$")

@@ -18,8 +18,8 @@ check and the log dump on failure) and adds what federation needs:
   to it and can answer like a peer, stay silent or present a bad
   certificate;
 - Proxy: a loopback TCP proxy (asyncio in its own thread) to cut and heal a
-  link, or to black-hole it;
-- burst()/collect(): pipelined publishing and exact-once collection.
+  link, or to black-hole it (burst()/collect() and the exact-once
+  checks come from parleytest).
 
 Environment: PARLEYD (the binary), PARLEY_SOURCE_DIR (the source tree, for
 deploy/gen-certs.sh; default: two levels up). Run scenarios with
@@ -52,6 +52,7 @@ import parleytest as pt  # noqa: E402
 import websockets  # noqa: E402
 import websockets.exceptions  # noqa: E402
 from parleytest import Failure, check, check_eq, note  # noqa: E402,F401
+from parleytest import burst, check_no_duplicates, check_once_in_order, collect  # noqa: E402,F401
 
 # TLS 1.1 is deprecated in Python's ssl module; the mTLS scenario uses it on
 # purpose.
@@ -409,80 +410,6 @@ def history(node, topic, last=1000, user="alice"):
     if st != 200:
         raise Failure("%s: GET /v1/history?%s answered %d: %r" % (node.name, q, st, data[:200]))
     return json.loads(data)["messages"]
-
-
-async def burst(c, topic, n, tag, body=None):
-    """Publishes n messages as fast as the connection takes them (all
-    sent before the answers are read). Returns their mids in order. Each
-    body is {"tag": tag, "seq": i} unless body(i) is given."""
-    ids = ["%s-%d" % (tag, i) for i in range(n)]
-    for i, rid in enumerate(ids):
-        b = body(i) if body else {"tag": tag, "seq": i}
-        await c.send({"op": "pub", "id": rid, "topic": topic, "body": b})
-    mids = []
-    for rid in ids:
-        ans, _ = await c.wait_answer(rid, timeout=30.0)
-        if ans.get("op") != "ok" or not ans.get("mid"):
-            raise Failure("%s: pub %s answered %r" % (c.name, rid, ans))
-        mids.append(ans["mid"])
-    return mids
-
-
-async def collect(c, mids, timeout=20.0, quiet=0.5):
-    """Reads msg frames until every mid in mids has arrived, then for
-    quiet more seconds. Returns every msg frame read, in arrival order
-    (duplicates and unrelated ones included)."""
-    want = set(mids)
-    got = []
-    for f in list(c.inbox):
-        if f.get("op") == "msg":
-            got.append(f)
-            c.inbox.remove(f)
-    deadline = time.monotonic() + timeout
-    while not want.issubset({f["mid"] for f in got}):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            missing = want - {f["mid"] for f in got}
-            raise Failure("%s: %d of %d messages missing after %.0f s (e.g. %s)"
-                          % (c.name, len(missing), len(want), timeout, sorted(missing)[:3]))
-        try:
-            f = await c._read(min(left, 1.0))
-        except Failure:
-            continue
-        if f.get("op") == "msg":
-            got.append(f)
-        else:
-            c.inbox.append(f)
-    end = time.monotonic() + quiet
-    while True:
-        left = end - time.monotonic()
-        if left <= 0:
-            break
-        try:
-            f = await asyncio.wait_for(c.ws.recv(), left)
-        except asyncio.TimeoutError:
-            break
-        f = json.loads(f)
-        if f.get("op") == "msg":
-            got.append(f)
-        else:
-            c.inbox.append(f)
-    return got
-
-
-def check_once_in_order(frames, mids, who):
-    """Checks that frames hold each of mids exactly once and in that
-    order (other messages may be interleaved)."""
-    seq = [f["mid"] for f in frames if f["mid"] in set(mids)]
-    dups = len(seq) - len(set(seq))
-    check(dups == 0, "%s: each of the %d messages arrived once (%d duplicates)"
-          % (who, len(mids), dups))
-    check(seq == list(mids), "%s: the %d messages arrived in the origin's order" % (who, len(mids)))
-
-
-def check_no_duplicates(frames, who):
-    mids = [f["mid"] for f in frames]
-    check_eq(len(mids) - len(set(mids)), 0, "%s: no message arrived twice (of %d)" % (who, len(mids)))
 
 
 SAME_FIELDS = ("topic", "mid", "origin", "from", "ts", "body")

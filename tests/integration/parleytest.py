@@ -632,6 +632,92 @@ async def refused_status(hub, **kw):
 # ---------------------------------------------------------------- raw ws
 
 
+# ---------------------------------------------------------------- many messages
+
+
+async def burst(c, topic, n, tag, body=None, timeout=30.0):
+    """Publishes n messages pipelined (all sent before the answers are
+    read). Returns their mids in order. Each body is {"tag","seq"} unless
+    body(i) is given; topic may be a function of i."""
+    ids = ["%s-%d" % (tag, i) for i in range(n)]
+    for i, rid in enumerate(ids):
+        b = body(i) if body else {"tag": tag, "seq": i}
+        t = topic(i) if callable(topic) else topic
+        await c.send({"op": "pub", "id": rid, "topic": t, "body": b})
+    mids = []
+    for rid in ids:
+        ans, _ = await c.wait_answer(rid, timeout=timeout)
+        if ans.get("op") != "ok" or not ans.get("mid"):
+            raise Failure("%s: pub %s answered %r" % (c.name, rid, ans))
+        mids.append(ans["mid"])
+    return mids
+
+
+async def read_msg_frames(c, until, timeout, quiet=0.5):
+    """Reads msg frames (inbox first) until until(frames) holds, then for
+    quiet more seconds. Returns every msg frame read in order; other
+    frames go to the inbox."""
+    got = [f for f in c.inbox if f.get("op") == "msg"]
+    c.inbox = [f for f in c.inbox if f.get("op") != "msg"]
+    deadline = time.monotonic() + timeout
+    while not until(got):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return got, False
+        try:
+            data = await asyncio.wait_for(c.ws.recv(), min(left, 1.0))
+        except asyncio.TimeoutError:
+            continue
+        f = json.loads(data)
+        (got if f.get("op") == "msg" else c.inbox).append(f)
+    end = time.monotonic() + quiet
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            data = await asyncio.wait_for(c.ws.recv(), left)
+        except asyncio.TimeoutError:
+            break
+        f = json.loads(data)
+        (got if f.get("op") == "msg" else c.inbox).append(f)
+    return got, True
+
+
+async def collect(c, mids, timeout=20.0, quiet=0.5):
+    """Reads msg frames until every mid in mids has arrived, then for
+    quiet more seconds. Returns every msg frame read, in arrival order."""
+    want = set(mids)
+    got, done = await read_msg_frames(
+        c, lambda g: want.issubset({f["mid"] for f in g}), timeout, quiet)
+    if not done:
+        missing = want - {f["mid"] for f in got}
+        raise Failure("%s: %d of %d messages missing after %.0f s (e.g. %s)"
+                      % (c.name, len(missing), len(want), timeout, sorted(missing)[:3]))
+    return got
+
+
+def mids(frames):
+    """The mids of msg frames, in order."""
+    return [f["mid"] for f in frames]
+
+
+def check_once_in_order(frames, mids, who):
+    """frames hold each of mids exactly once and in that order (other
+    messages may be interleaved)."""
+    ms = set(mids)
+    seq = [f["mid"] for f in frames if f["mid"] in ms]
+    dups = len(seq) - len(set(seq))
+    check(dups == 0, "%s: each of the %d messages arrived once (%d duplicates)"
+          % (who, len(mids), dups))
+    check(seq == list(mids), "%s: the %d messages arrived in the order they were published" % (who, len(mids)))
+
+
+def check_no_duplicates(frames, who):
+    mids = [f["mid"] for f in frames]
+    check_eq(len(mids) - len(set(mids)), 0, "%s: no message arrived twice (of %d)" % (who, len(mids)))
+
+
 class RawWS:
     """A WebSocket client written by hand over a blocking socket, to send
     frames that a library refuses to produce."""
