@@ -234,6 +234,25 @@ class Node(pt.Hub):
         raise Failure("%s: peers not %r within %.0f s; /healthz peers: %r"
                       % (self.name, want, timeout, got))
 
+    async def wait_settled(self, peer, timeout=15.0):
+        """Waits until the link to peer is up and is the one the duplicate
+        rule keeps (the lower-named node's outgoing link). Until then the
+        lower-named node still has a redial pending that will replace the
+        link, so connection counts are not final."""
+        want = "out" if self.name < peer else "in"
+        deadline = time.monotonic() + timeout
+        e = None
+        while time.monotonic() < deadline:
+            try:
+                e = self.peer_states().get(peer) or {}
+                if e.get("state") == "up" and e.get("direction") == want:
+                    return e
+            except OSError:
+                pass
+            await asyncio.sleep(0.05)
+        raise Failure("%s: link to %s not up as %s within %.0f s; /healthz: %r"
+                      % (self.name, peer, want, timeout, e))
+
     async def wait_state(self, peer, states, timeout=10.0):
         """Waits until the peer's /healthz state is one of states (None:
         absent). Returns the state seen."""

@@ -354,7 +354,9 @@ async def fed_part():
         await PB.burst(topic, 10)
         await asyncio.gather(PA.settle(topic), PB.settle(topic))
         acked = PA.counts(topic)[1] + PB.counts(topic)[1]
-        await A.wait_peers(["b.example"], timeout=20)
+        # Settled, not just up: a redial still pending after a cut would
+        # otherwise count in the next scenario's reconnects.
+        await A.wait_settled("b.example", timeout=20)
         await drain(subs, topic, acked)
         connects = A.metric("parley_fed_connects_total") + B.metric("parley_fed_connects_total") - connects0
         account(name, fault, [PA, PB], subs, topic, "link re-established %d time(s)" % connects)
