@@ -1309,7 +1309,7 @@ static int fed_http_callback(struct lws *wsi, enum lws_callback_reasons reason,
 
 static const struct lws_protocols fed_protocols[] = {
     {"fed-http", fed_http_callback, 0, 0, 0, NULL, 0},
-    {"parley.fed.v1", fed_ws_callback, sizeof(fed_link_t), 16384, 0, NULL,
+    {"parley.fed.v1", fed_ws_callback, sizeof(fed_link_t), HUB_RX_BUF, 0, NULL,
      HUB_GATHER + 64},
     {NULL, NULL, 0, 0, 0, NULL, 0}};
 
@@ -1651,7 +1651,8 @@ void fed_reload(fed_t *f, const config_t *next)
 				lws_set_timeout(p->dial_wsi,
 						PENDING_TIMEOUT_USER_OK,
 						LWS_TO_KILL_ASYNC);
-				lws_cancel_service(lws_get_context(p->dial_wsi));
+				lws_cancel_service(
+				    lws_get_context(p->dial_wsi));
 				p->dial_wsi = NULL;
 			}
 			/* Dial the new address (dial() itself decides whether

@@ -22,9 +22,10 @@
 static const struct lws_protocols protocols[] = {
     /* protocols[0] serves HTTP and refuses subprotocol-less upgrades. */
     {"http", http_callback, sizeof(http_session_t), 0, 0, NULL, 0},
-    /* rx_buffer_size bounds per-connection memory; tx_packet_size lets one
-     * batched write carry a whole gather buffer (PERFORMANCE.md). */
-    {"parley.v1", ws_callback, sizeof(conn_t), 8192, 0, NULL, HUB_GATHER + 64},
+    /* tx_packet_size lets one batched write carry a whole gather buffer
+     * (PERFORMANCE.md); rx_buffer_size: see HUB_RX_BUF. */
+    {"parley.v1", ws_callback, sizeof(conn_t), HUB_RX_BUF, 0, NULL,
+     HUB_GATHER + 64},
     {NULL, NULL, 0, 0, 0, NULL, 0}};
 
 static void lws_log_emit(int level, const char *line)
