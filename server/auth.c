@@ -18,6 +18,20 @@ struct auth {
 
 static const config_patterns_t no_patterns;
 
+/* Returns "name@node": built once per user, as every publish needs it. */
+static char *ident_new(const char *name, const char *node)
+{
+	size_t ln = strlen(name), lo = strlen(node);
+	char *s = malloc(ln + lo + 2);
+
+	if (!s)
+		abort();
+	memcpy(s, name, ln);
+	s[ln] = '@';
+	memcpy(s + ln + 1, node, lo + 1);
+	return s;
+}
+
 auth_t *auth_new(const config_t *cfg)
 {
 	auth_t *a = calloc(1, sizeof *a);
@@ -26,6 +40,7 @@ auth_t *auth_new(const config_t *cfg)
 		abort(); /* The daemon's rule for out-of-memory. */
 	a->cfg = cfg;
 	a->anon.name = "anonymous";
+	a->anon.ident = ident_new(a->anon.name, cfg->node);
 	a->anon.anonymous = 1;
 	a->anon.subscribe = &cfg->anon_subscribe;
 	a->anon.publish = &cfg->anon_publish;
@@ -38,6 +53,7 @@ auth_t *auth_new(const config_t *cfg)
 		auth_user_t *u = &a->users[i];
 
 		u->name = t->user;
+		u->ident = ident_new(u->name, cfg->node);
 		memcpy(u->sha256, t->sha256, sizeof u->sha256);
 		u->subscribe = &t->subscribe;
 		u->publish = &t->publish;
@@ -49,6 +65,9 @@ void auth_free(auth_t *a)
 {
 	if (!a)
 		return;
+	for (size_t i = 0; i < a->n; i++)
+		free(a->users[i].ident);
+	free(a->anon.ident);
 	free(a->users);
 	free(a);
 }

@@ -14,6 +14,8 @@ typedef struct auth auth_t;
 /* One identity: a token entry of the config, or the anonymous user. */
 typedef struct auth_user {
 	const char *name;	  /* "alice"; "anonymous". */
+	char *ident;		  /* "alice@node", as messages carry it
+				     (owned by the table). */
 	int anonymous;		  /* 1 for the anonymous user. */
 	unsigned char sha256[32]; /* Token hash (zero if anonymous). */
 	const config_patterns_t *subscribe; /* Borrowed from the config. */

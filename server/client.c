@@ -33,12 +33,6 @@ static void send_error(conn_t *c, const json_t *id, int err, const char *reason,
 	send_new(c, codec_error(id, err, reason, topic));
 }
 
-void client_identity(const hub_t *h, const auth_user_t *u, char *buf,
-		     size_t len)
-{
-	snprintf(buf, len, "%s@%s", u->name, h->cfg->node);
-}
-
 /* Returns 1 when presence is tracked for the concrete topic. */
 static int presence_enabled(const hub_t *h, const char *topic)
 {
@@ -129,11 +123,8 @@ static void collect_ident(const char *ident, void *ud)
 static char *presence_enter(conn_t *c, const char *topic)
 {
 	struct ident_list l = {0};
-	char who[192];
-	char *as;
+	char *as = strdup(c->user->ident);
 
-	client_identity(c->hub, c->user, who, sizeof who);
-	as = strdup(who);
 	if (!as)
 		abort();
 	if (presence_join(c->hub->presence, topic, as))
@@ -236,18 +227,16 @@ static int do_auth(conn_t *c, req_t *r, const char **reason)
 {
 	hub_t *h = c->hub;
 	auth_user_t *u = auth_lookup(h->auth, r->token, r->token_len);
-	char who[192];
 
 	if (!u) {
 		*reason = "unknown token";
 		return PE_UNAUTHORIZED;
 	}
-	client_identity(h, u, who, sizeof who);
 	/* Presence counts the old identity: hand each topic over. */
 	for (size_t i = 0; i < c->n_subs; i++) {
 		conn_sub_t *cs = &c->subs[i];
 
-		if (!cs->present_as || !strcmp(cs->present_as, who))
+		if (!cs->present_as || !strcmp(cs->present_as, u->ident))
 			continue;
 		presence_exit(h, router_sub_filter(cs->rs), cs->present_as, c);
 		cs->present_as = NULL;
@@ -264,8 +253,8 @@ static int do_auth(conn_t *c, req_t *r, const char **reason)
 			cs->present_as = presence_enter(c, t);
 	}
 	log_info("auth", "conn=%llu peer=%s user=%s", (unsigned long long)c->id,
-		 c->peer, log_str(who));
-	send_new(c, codec_ok(r->id, "user", who));
+		 c->peer, log_str(u->ident));
+	send_new(c, codec_ok(r->id, "user", u->ident));
 	return 0;
 }
 
@@ -501,7 +490,6 @@ int client_publish_text(hub_t *h, auth_user_t *user, const char *topic,
 			const char *body, size_t body_len, client_done_fn done,
 			void *ud, const char **reason)
 {
-	char from[192];
 	msg_t *m;
 	int rc;
 
@@ -524,8 +512,7 @@ int client_publish_text(hub_t *h, auth_user_t *user, const char *topic,
 		*reason = "body too large";
 		return PE_TOO_LARGE;
 	}
-	client_identity(h, user, from, sizeof from);
-	rc = hub_new_msg(h, topic, from, body, body_len, &m);
+	rc = hub_new_msg(h, topic, user->ident, body, body_len, &m);
 	if (rc) {
 		*reason = rc == PE_TOO_MANY  ? "too many topics held"
 			  : h->shutting_down ? "the hub is shutting down"
@@ -577,6 +564,8 @@ int client_publish(hub_t *h, auth_user_t *user, const char *topic,
 
 /* A parley.v1 publish in flight: the session may be gone when it ends. */
 struct ws_pub {
+	conn_t *conn;	  /* The session while the publish is synchronous
+			     (standalone), else NULL. */
 	uint64_t conn_id; /* Session (looked up again at the end). */
 	const char *id;	  /* Request id's JSON text to echo, or NULL. */
 	size_t id_len;	  /* Its length. */
@@ -587,7 +576,7 @@ static void ws_pub_done(hub_t *h, int rc, const char *mid, const char *reason,
 			void *ud)
 {
 	struct ws_pub *p = ud;
-	conn_t *c = conn_by_id(h, p->conn_id);
+	conn_t *c = p->conn ? p->conn : conn_by_id(h, p->conn_id);
 
 	if (c && c->state == CONN_OPEN) {
 		if (rc) {
@@ -613,7 +602,7 @@ static int do_pub(conn_t *c, const char *topic, const char *body,
 		  const char **reason)
 {
 	hub_t *h = c->hub;
-	struct ws_pub local = {c->id, id, id_len, 0}, *p = &local;
+	struct ws_pub local = {c, c->id, id, id_len, 0}, *p = &local;
 	int rc;
 
 	if (!ratelimit_take(&c->bucket, &c->bucket_ms,
@@ -629,6 +618,7 @@ static int do_pub(conn_t *c, const char *topic, const char *body,
 		if (!p)
 			abort();
 		*p = local;
+		p->conn = NULL;
 		p->heap = 1;
 		p->id = NULL;
 		if (id) {

@@ -52,8 +52,4 @@ void client_release(conn_t *c);
 void client_presence_tell(hub_t *h, const char *topic, const char *ident,
 			  int joined, const conn_t *except);
 
-/* Writes "user@node" for u into buf. */
-void client_identity(const hub_t *h, const auth_user_t *u, char *buf,
-		     size_t len);
-
 #endif

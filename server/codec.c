@@ -3,6 +3,7 @@
  * already validated, and the msg frame is on the hot path. */
 #include "codec.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,35 +55,97 @@ static void sb_puts(struct sb *b, const char *s)
 	sb_put(b, s, strlen(s));
 }
 
-/* Appends s as a JSON string. s is valid UTF-8 (validated topics, our own
- * texts, or strings Jansson already decoded), so only quotes, backslashes
- * and control characters need escaping. */
-static void sb_str(struct sb *b, const char *s)
+/* JSON string writing. Strings here are valid UTF-8 (validated topics,
+ * our own texts, or strings Jansson already decoded), so only quotes,
+ * backslashes and control characters need escaping. Encoders measure
+ * first and then write into a buffer of the exact size. */
+
+/* Returns the length of s written as a JSON string (quotes included);
+ * *raw gets strlen(s). */
+static size_t jstr_len(const char *s, size_t *raw)
+{
+	size_t extra = 0;
+	const char *p = s;
+
+	for (; *p; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (c < 0x20)
+			extra += 5; /* \u00XX */
+		else if (c == '"' || c == '\\')
+			extra += 1;
+	}
+	*raw = (size_t)(p - s);
+	return *raw + extra + 2;
+}
+
+/* Writes s (raw bytes, n = jstr_len's answer) as a JSON string at d;
+ * returns the end. */
+static char *jstr_put(char *d, const char *s, size_t raw, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
-	const char *run = s;
 
-	sb_put(b, "\"", 1);
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
+	*d++ = '"';
+	if (n == raw + 2) {
+		memcpy(d, s, raw);
+		d += raw;
+	} else {
+		for (; *s; s++) {
+			unsigned char c = (unsigned char)*s;
 
-		if (c >= 0x20 && c != '"' && c != '\\')
-			continue;
-		sb_put(b, run, (size_t)(s - run));
-		run = s + 1;
-		if (c == '"' || c == '\\') {
-			char e[2] = {'\\', (char)c};
-
-			sb_put(b, e, 2);
-		} else {
-			char e[6] = {'\\', 'u',		'0',
-				     '0',  hex[c >> 4], hex[c & 15]};
-
-			sb_put(b, e, 6);
+			if (c >= 0x20 && c != '"' && c != '\\') {
+				*d++ = (char)c;
+				continue;
+			}
+			*d++ = '\\';
+			if (c >= 0x20) {
+				*d++ = (char)c;
+				continue;
+			}
+			memcpy(d, "u00", 3);
+			d[3] = hex[c >> 4];
+			d[4] = hex[c & 15];
+			d += 5;
 		}
 	}
-	sb_put(b, run, (size_t)(s - run));
-	sb_put(b, "\"", 1);
+	*d++ = '"';
+	return d;
+}
+
+/* Writes v in decimal into buf (at least 21 bytes); returns its length. */
+static size_t i64_text(int64_t v, char *buf)
+{
+	char tmp[21];
+	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+	size_t n = 0, len = 0;
+
+	do {
+		tmp[n++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (v < 0)
+		buf[len++] = '-';
+	while (n)
+		buf[len++] = tmp[--n];
+	return len;
+}
+
+/* Copies a string literal and advances d. */
+#define PUT_LIT(d, lit)                                                        \
+	do {                                                                   \
+		memcpy((d), (lit), sizeof(lit) - 1);                           \
+		(d) += sizeof(lit) - 1;                                        \
+	} while (0)
+
+/* Appends s as a JSON string. */
+static void sb_str(struct sb *b, const char *s)
+{
+	size_t raw, n = jstr_len(s, &raw);
+
+	sb_reserve(b, n);
+	if (b->oom)
+		return;
+	b->len = (size_t)(jstr_put(b->p + b->len, s, raw, n) - b->p);
 }
 
 static void sb_id(struct sb *b, const json_t *id)
@@ -331,17 +394,26 @@ int codec_fast_pub(const char *buf, size_t len, fast_pub_t *out)
 
 frame_t *codec_ok_mid_raw(const char *id, size_t id_len, const char *mid)
 {
-	struct sb b = {0};
+	size_t raw, ml = jstr_len(mid, &raw);
+	size_t len = sizeof "{\"op\":\"ok\",\"mid\":}" - 1 + ml +
+		     (id ? sizeof ",\"id\":" - 1 + id_len : 0);
+	char *p, *d;
+	frame_t *f = frame_alloc_text(len, &p);
 
-	sb_puts(&b, "{\"op\":\"ok\"");
+	/* Sent for every publish: written in place, no intermediate buffer. */
+	d = p;
+	PUT_LIT(d, "{\"op\":\"ok\"");
 	if (id) {
-		sb_puts(&b, ",\"id\":");
-		sb_put(&b, id, id_len);
+		PUT_LIT(d, ",\"id\":");
+		memcpy(d, id, id_len);
+		d += id_len;
 	}
-	sb_puts(&b, ",\"mid\":");
-	sb_str(&b, mid);
-	sb_puts(&b, "}");
-	return sb_frame(&b);
+	PUT_LIT(d, ",\"mid\":");
+	d = jstr_put(d, mid, raw, ml);
+	*d++ = '}';
+	if ((size_t)(d - p) != len)
+		abort(); /* Measured and written lengths disagree: a bug. */
+	return f;
 }
 
 json_t *codec_id_value(const char *id, size_t id_len)
@@ -436,42 +508,81 @@ frame_t *codec_presence(const char *topic, const char *const *joined,
 	return sb_frame(&b);
 }
 
-static void sb_msg(struct sb *b, const msg_t *m, const char *cursor)
-{
-	char num[32];
+/* The measured fields of a msg frame. */
+struct msg_enc {
+	const char *s[5]; /* topic, mid, origin, from, cursor. */
+	size_t raw[5];	  /* Their lengths. */
+	size_t esc[5];	  /* Their lengths as JSON strings. */
+	char ts[24];	  /* ts in decimal. */
+	size_t ts_len;	  /* Its length. */
+	size_t total;	  /* Length of the whole payload. */
+};
 
-	sb_reserve(b, m->body_len + strlen(m->topic) + 160);
-	sb_puts(b, "{\"op\":\"msg\",\"topic\":");
-	sb_str(b, m->topic);
-	sb_puts(b, ",\"mid\":");
-	sb_str(b, m->mid);
-	sb_puts(b, ",\"origin\":");
-	sb_str(b, m->origin);
-	sb_puts(b, ",\"from\":");
-	sb_str(b, m->from);
-	snprintf(num, sizeof num, ",\"ts\":%lld", (long long)m->ts);
-	sb_puts(b, num);
-	sb_puts(b, ",\"cursor\":");
-	sb_str(b, cursor);
-	sb_puts(b, ",\"body\":");
-	sb_put(b, m->body, m->body_len);
-	sb_puts(b, "}");
+static void msg_measure(struct msg_enc *e, const msg_t *m, const char *cursor)
+{
+	e->s[0] = m->topic;
+	e->s[1] = m->mid;
+	e->s[2] = m->origin;
+	e->s[3] = m->from;
+	e->s[4] = cursor;
+	e->ts_len = i64_text(m->ts, e->ts);
+	e->total = sizeof "{\"op\":\"msg\",\"topic\":,\"mid\":,\"origin\":,"
+		   "\"from\":,\"ts\":,\"cursor\":,\"body\":}" - 1 +
+		   e->ts_len + m->body_len;
+	for (int i = 0; i < 5; i++) {
+		e->esc[i] = jstr_len(e->s[i], &e->raw[i]);
+		e->total += e->esc[i];
+	}
+}
+
+/* Writes the payload measured into e at d; returns the end. */
+static char *msg_write(char *d, const struct msg_enc *e, const msg_t *m)
+{
+#define FIELD(i) (d = jstr_put(d, e->s[i], e->raw[i], e->esc[i]))
+	PUT_LIT(d, "{\"op\":\"msg\",\"topic\":");
+	FIELD(0);
+	PUT_LIT(d, ",\"mid\":");
+	FIELD(1);
+	PUT_LIT(d, ",\"origin\":");
+	FIELD(2);
+	PUT_LIT(d, ",\"from\":");
+	FIELD(3);
+	PUT_LIT(d, ",\"ts\":");
+	memcpy(d, e->ts, e->ts_len);
+	d += e->ts_len;
+	PUT_LIT(d, ",\"cursor\":");
+	FIELD(4);
+	PUT_LIT(d, ",\"body\":");
+	memcpy(d, m->body, m->body_len);
+	d += m->body_len;
+	*d++ = '}';
+	return d;
+#undef FIELD
 }
 
 frame_t *codec_msg(const msg_t *m, const char *cursor)
 {
-	struct sb b = {0};
+	struct msg_enc e;
+	char *p;
+	frame_t *f;
 
-	sb_msg(&b, m, cursor);
-	return sb_frame(&b);
+	msg_measure(&e, m, cursor);
+	f = frame_alloc_text(e.total, &p);
+	if (msg_write(p, &e, m) != p + e.total)
+		abort(); /* msg_measure and msg_write disagree: a bug. */
+	return f;
 }
 
 int codec_msg_json(const msg_t *m, const char *cursor, char **buf, size_t *len,
 		   size_t *cap)
 {
 	struct sb b = {*buf, *len, *cap, 0};
+	struct msg_enc e;
 
-	sb_msg(&b, m, cursor);
+	msg_measure(&e, m, cursor);
+	sb_reserve(&b, e.total);
+	if (!b.oom)
+		b.len = (size_t)(msg_write(b.p + b.len, &e, m) - b.p);
 	*buf = b.p;
 	*len = b.len;
 	*cap = b.cap;

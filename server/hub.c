@@ -104,10 +104,10 @@ void hub_free(hub_t *h)
  * random bits fixed for this process and a 40-bit counter, in Crockford
  * base32. Ids sort by time, are unique within the process by the counter,
  * and across nodes and restarts by the random part. */
-static void make_mid(hub_t *h, char out[27])
+static void make_mid(hub_t *h, int64_t now_ms, char out[27])
 {
 	static const char b32[] = "0123456789abcdefghjkmnpqrstvwxyz";
-	uint64_t t = (uint64_t)hub_now_ms();
+	uint64_t t = (uint64_t)now_ms;
 	uint64_t hi = (h->mid_rand & 0xffffffffffull);
 	uint64_t lo = (h->mid_counter++ & 0xffffffffffull);
 
@@ -184,6 +184,7 @@ int hub_new_msg(hub_t *h, const char *topic, const char *from, const char *body,
 		size_t body_len, msg_t **out)
 {
 	char mid[27];
+	int64_t now = hub_now_ms();
 	msg_t *m;
 
 	if (h->shutting_down)
@@ -197,8 +198,8 @@ int hub_new_msg(hub_t *h, const char *topic, const char *from, const char *body,
 	    history_topic_count(h->history) >= h->live->limits.max_topics &&
 	    !history_has_topic(h->history, topic))
 		return PE_TOO_MANY;
-	make_mid(h, mid);
-	m = msg_new(topic, mid, h->cfg->node, from, hub_now_ms(), body,
+	make_mid(h, now, mid);
+	m = msg_new(topic, mid, h->cfg->node, from, now, body,
 		    body_len);
 	msg_set_path(m, NULL, 0, h->cfg->node);
 	*out = m;

@@ -8,7 +8,7 @@
 /* Worst-case WebSocket header for a server frame: 1 + 1 + 8 bytes. */
 #define WS_HDR_MAX 10
 
-static frame_t *frame_build(const char *payload, size_t len, int masked)
+static frame_t *frame_build(size_t len, int masked)
 {
 	/* One allocation: the struct, LWS_PRE headroom, the header and the
 	 * payload, so a frame costs one malloc and is freed in one go. */
@@ -43,18 +43,33 @@ static frame_t *frame_build(const char *payload, size_t len, int masked)
 		p[1] |= 0x80;
 		memset(p + hdr - 4, 0, 4); /* Zero key: see msg.h. */
 	}
-	memcpy(p + hdr, payload, len);
+	return f;
+}
+
+frame_t *frame_alloc_text(size_t len, char **payload)
+{
+	frame_t *f = frame_build(len, 0);
+
+	*payload = (char *)f->data + (f->len - len);
+	return f;
+}
+
+static frame_t *frame_copy(const char *payload, size_t len, int masked)
+{
+	frame_t *f = frame_build(len, masked);
+
+	memcpy(f->data + (f->len - len), payload, len);
 	return f;
 }
 
 frame_t *frame_new_text(const char *payload, size_t len)
 {
-	return frame_build(payload, len, 0);
+	return frame_copy(payload, len, 0);
 }
 
 frame_t *frame_new_text_masked(const char *payload, size_t len)
 {
-	return frame_build(payload, len, 1);
+	return frame_copy(payload, len, 1);
 }
 
 frame_t *frame_new_close(int code, const char *reason)
@@ -131,17 +146,23 @@ msg_t *msg_ref(msg_t *m)
 
 void msg_set_path(msg_t *m, const char *const *prev, size_t n, const char *self)
 {
-	char **p = malloc((n + 1) * sizeof *p);
+	/* One allocation: the pointer array, then the names. */
+	size_t bytes = (n + 1) * sizeof(char *);
+	char **p, *d;
 
+	for (size_t i = 0; i <= n; i++)
+		bytes += strlen(i < n ? prev[i] : self) + 1;
+	p = malloc(bytes);
 	if (!p)
 		abort();
+	d = (char *)(p + n + 1);
 	for (size_t i = 0; i <= n; i++) {
-		p[i] = strdup(i < n ? prev[i] : self);
-		if (!p[i])
-			abort();
+		const char *s = i < n ? prev[i] : self;
+		size_t l = strlen(s) + 1;
+
+		p[i] = memcpy(d, s, l);
+		d += l;
 	}
-	for (size_t i = 0; i < m->n_path; i++)
-		free(m->path[i]);
 	free(m->path);
 	m->path = p;
 	m->n_path = n + 1;
@@ -161,8 +182,6 @@ void msg_unref(msg_t *m)
 		frame_unref(m->frame);
 		frame_unref(m->fed_frame[0]);
 		frame_unref(m->fed_frame[1]);
-		for (size_t i = 0; i < m->n_path; i++)
-			free(m->path[i]);
 		free(m->path);
 		free(m);
 	}

@@ -21,6 +21,11 @@ typedef struct frame {
  * Aborts on out-of-memory. */
 frame_t *frame_new_text(const char *payload, size_t len);
 
+/* Returns a text frame with room for a payload of len bytes, which the
+ * caller writes at *payload (encoders that know the length write in
+ * place instead of copying). refs = 1. Aborts on out-of-memory. */
+frame_t *frame_alloc_text(size_t len, char **payload);
+
 /* Returns a text frame like frame_new_text, but masked as a client must
  * send it. The mask key is zero, so the payload bytes stay as they are and
  * one encoding serves every link (the key only matters against caching
@@ -52,7 +57,8 @@ typedef struct msg {
 	size_t body_len;    /* strlen(body). */
 	frame_t *frame;	    /* Encoded client "msg" frame, or NULL until set. */
 	char **path;	    /* Nodes that stored it, origin first and this node
-			       last (owned, separate allocation). */
+			       last (owned: one allocation holding
+			       the names too). */
 	size_t n_path;	    /* Entries in path. */
 	frame_t *fed_frame[2]; /* parley.fed.v1 "msg" frame, encoded once when
 				  first needed: [0] unmasked (sent by the
