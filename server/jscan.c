@@ -1,6 +1,9 @@
 /* jscan.c: the validating JSON scanner of jscan.h (RFC 8259 grammar). */
 #include "jscan.h"
 
+#include <stdint.h>
+#include <string.h>
+
 /* Longest run of digits accepted in a number (beyond it, precision and
  * range are the full parser's business). */
 #define MAX_DIGITS 15
@@ -51,14 +54,39 @@ static size_t utf8_len(const char *s, size_t len, size_t p)
 	return n;
 }
 
+/* Returns 1 when none of the 8 bytes at s is a quote, a backslash, a
+ * control character or non-ASCII: the common run inside a string, taken
+ * a word at a time (bodies are mostly such runs). */
+static int plain8(const char *s)
+{
+	const uint64_t ones = 0x0101010101010101u, high = ones * 0x80;
+	uint64_t x;
+
+	memcpy(&x, s, 8);
+	if (x & high)
+		return 0;
+	/* Every byte is below 0x80, so a subtraction sets a byte's high bit
+	 * only where that byte is below the subtrahend (or follows one that
+	 * is): some byte < 0x20, == '"' or == '\\'. */
+	return (((x - ones * 0x20) | ((x ^ ones * '"') - ones) |
+		 ((x ^ ones * '\\') - ones)) &
+		high) == 0;
+}
+
 int jscan_string(const char *s, size_t len, size_t *pos, int *escaped)
 {
 	size_t p = *pos + 1;
 
 	*escaped = 0;
 	while (p < len) {
-		unsigned char c = (unsigned char)s[p];
+		unsigned char c;
 		unsigned u, lo;
+
+		if (len - p >= 8 && plain8(s + p)) {
+			p += 8;
+			continue;
+		}
+		c = (unsigned char)s[p];
 
 		if (c == '"') {
 			*pos = p + 1;

@@ -1,0 +1,254 @@
+/* test_codec.c: unit tests of the hot-path encoders and of the string
+ * scanner's word-at-a-time path: every special byte at every offset of a
+ * string, and encoded frames read back with Jansson. */
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "codec.h"
+#include "jscan.h"
+#include "msg.h"
+#include "tap.h"
+
+/* A byte-at-a-time answer for the strings test_scan_offsets builds
+ * (ASCII letters plus one special byte or escape): what jscan_string must
+ * return for the quoted text q of n bytes. A letter run never holds four
+ * hex digits after a 'u', so \u is always bad here. */
+static int reference(const char *q, size_t n, size_t *end, int *esc)
+{
+	*esc = 0;
+	for (size_t p = 1; p < n; p++) {
+		unsigned char c = (unsigned char)q[p];
+
+		if (c == '"') {
+			*end = p + 1;
+			return JSCAN_OK;
+		}
+		if (c < 0x20 || c >= 0x80)
+			return JSCAN_BAD; /* A lone byte >= 0x80 is bad UTF-8. */
+		if (c == '\\') {
+			*esc = 1;
+			if (p + 1 >= n || !strchr("\"\\/bfnrt", q[p + 1]) ||
+			    !q[p + 1])
+				return JSCAN_BAD;
+			p++;
+		}
+	}
+	return JSCAN_BAD;
+}
+
+/* One special byte (or escape) at each offset of strings of each length:
+ * the word-at-a-time skip must stop exactly where the byte loop would. */
+static void test_scan_offsets(void)
+{
+	static const char *specials[] = {"\"", "\\n", "\\", "\x01", "\x1f",
+					 "\x7f", "\x80", " ", "!", "#",
+					 "[",	 "]",	"\t"};
+	char q[64];
+	int mismatches = 0, cases = 0;
+
+	for (size_t n = 0; n < 40; n++) {
+		for (size_t at = 0; at <= n; at++) {
+			for (size_t k = 0; k < sizeof specials / sizeof *specials;
+			     k++) {
+				const char *sp = specials[k];
+				size_t sl = strlen(sp), len = 0;
+				size_t end_ref = 0, end = 0;
+				int esc_ref, esc, rc_ref, rc;
+
+				q[len++] = '"';
+				for (size_t i = 0; i < n; i++) {
+					if (i == at) {
+						memcpy(q + len, sp, sl);
+						len += sl;
+					}
+					q[len++] = (char)('a' + i % 26);
+				}
+				if (at == n) {
+					memcpy(q + len, sp, sl);
+					len += sl;
+				}
+				q[len++] = '"';
+				rc_ref = reference(q, len, &end_ref, &esc_ref);
+				rc = jscan_string(q, len, &end, &esc);
+				cases++;
+				if (rc != rc_ref ||
+				    (rc == JSCAN_OK &&
+				     (end != end_ref || esc != esc_ref))) {
+					if (mismatches++ < 5)
+						fprintf(stderr,
+							"scan n=%zu at=%zu "
+							"special=%zu: rc %d/%d "
+							"end %zu/%zu\n",
+							n, at, k, rc, rc_ref,
+							end, end_ref);
+				}
+			}
+		}
+	}
+	CHECK_INT(mismatches, 0);
+	CHECK(cases > 10000);
+}
+
+/* Valid UTF-8 after a long plain run, and truncated input. */
+static void test_scan_utf8_and_truncation(void)
+{
+	const char *ok = "\"abcdefghijklmnop\xc3\xa9qrstuvwxyz\"";
+	const char *bad = "\"abcdefghijklmnop\xc3qrstuvwxyz\"";
+	size_t pos = 0;
+	int esc;
+
+	CHECK_INT(jscan_string(ok, strlen(ok), &pos, &esc), JSCAN_OK);
+	CHECK_INT(pos, strlen(ok));
+	pos = 0;
+	CHECK_INT(jscan_string(bad, strlen(bad), &pos, &esc), JSCAN_BAD);
+	/* No closing quote within len, though one lies just beyond it. */
+	for (size_t len = 1; len < strlen(ok); len++) {
+		pos = 0;
+		CHECK_INT(jscan_string(ok, len, &pos, &esc), JSCAN_BAD);
+	}
+}
+
+static msg_t *sample(const char *topic, const char *from, int64_t ts,
+		     const char *body)
+{
+	msg_t *m = msg_new(topic, "01h2x3y4z5a6b7c8d9e0f1g2h3", "a.example",
+			   from, ts, body, strlen(body));
+
+	return m;
+}
+
+/* Reads a frame's payload back as JSON. */
+static json_t *payload_json(const frame_t *f)
+{
+	json_error_t e;
+	json_t *j = json_loadb(frame_payload(f), f->payload_len, 0, &e);
+
+	if (!j)
+		fprintf(stderr, "frame does not parse: %s\n", e.text);
+	return j;
+}
+
+static void test_msg_frame(void)
+{
+	/* Quotes, backslashes and control characters in identity strings
+	 * (topics cannot hold them, user names could). */
+	const char *from = "o\"dd\\na\x01me@a.example";
+	msg_t *m = sample("forum/zev", from, -12345,
+			  "{\"k\":[1,2,{\"x\":\"\\u00e9\"}]}");
+	frame_t *f = codec_msg(m, "1a-2b");
+	json_t *j = payload_json(f);
+
+	CHECK(j != NULL);
+	CHECK_STR(json_string_value(json_object_get(j, "op")), "msg");
+	CHECK_STR(json_string_value(json_object_get(j, "topic")), "forum/zev");
+	CHECK_STR(json_string_value(json_object_get(j, "from")), from);
+	CHECK_STR(json_string_value(json_object_get(j, "cursor")), "1a-2b");
+	CHECK_INT(json_integer_value(json_object_get(j, "ts")), -12345);
+	CHECK_STR(json_string_value(json_object_get(
+		      json_array_get(json_object_get(json_object_get(j, "body"),
+						     "k"),
+				     2),
+		      "x")),
+		  "\xc3\xa9");
+	/* The header says the payload's length. */
+	CHECK_INT(f->data[0], 0x81);
+	CHECK_INT(f->len - f->payload_len, f->payload_len < 126 ? 2 : 4);
+	json_decref(j);
+	frame_unref(f);
+
+	/* The HTTP encoder appends the same text to a buffer. */
+	{
+		char *buf = NULL;
+		size_t len = 0, cap = 0;
+		frame_t *g = codec_msg(m, "1a-2b");
+
+		CHECK_INT(codec_msg_json(m, "1a-2b", &buf, &len, &cap), 0);
+		CHECK_INT(codec_msg_json(m, "1a-2b", &buf, &len, &cap), 0);
+		CHECK_INT(len, 2 * g->payload_len);
+		CHECK(!memcmp(buf, frame_payload(g), g->payload_len));
+		CHECK(!memcmp(buf + g->payload_len, frame_payload(g),
+			      g->payload_len));
+		free(buf);
+		frame_unref(g);
+	}
+	msg_unref(m);
+
+	/* Extremes of ts and a body long enough for a 64-bit length. */
+	{
+		size_t n = 70000;
+		char *big = malloc(n + 3);
+
+		big[0] = '"';
+		memset(big + 1, 'x', n);
+		big[n + 1] = '"';
+		big[n + 2] = 0;
+		m = sample("t", "u@a.example", INT64_MIN, big);
+		f = codec_msg(m, "0-0");
+		j = payload_json(f);
+		CHECK_INT(f->data[1], 127);
+		CHECK(j && json_integer_value(json_object_get(j, "ts")) ==
+			       INT64_MIN);
+		CHECK_INT(json_string_length(json_object_get(j, "body")), n);
+		json_decref(j);
+		frame_unref(f);
+		msg_unref(m);
+		free(big);
+	}
+}
+
+static void test_ok_mid(void)
+{
+	frame_t *f = codec_ok_mid_raw("\"r-1\"", 5, "01abc");
+	json_t *j = payload_json(f);
+
+	CHECK(j != NULL);
+	CHECK_STR(json_string_value(json_object_get(j, "op")), "ok");
+	CHECK_STR(json_string_value(json_object_get(j, "id")), "r-1");
+	CHECK_STR(json_string_value(json_object_get(j, "mid")), "01abc");
+	json_decref(j);
+	frame_unref(f);
+
+	f = codec_ok_mid_raw(NULL, 0, "01abc");
+	j = payload_json(f);
+	CHECK(j && json_object_size(j) == 2);
+	json_decref(j);
+	frame_unref(f);
+
+	f = codec_ok_mid_raw("-42", 3, "m");
+	j = payload_json(f);
+	CHECK(j && json_integer_value(json_object_get(j, "id")) == -42);
+	json_decref(j);
+	frame_unref(f);
+}
+
+static void test_path(void)
+{
+	msg_t *m = sample("t", "u@a.example", 1, "1");
+	const char *prev[] = {"x.example", "y.example"};
+
+	msg_set_path(m, NULL, 0, "a.example");
+	CHECK_INT(m->n_path, 1);
+	CHECK_STR(m->path[0], "a.example");
+	/* The new path may be built from the old one. */
+	msg_set_path(m, (const char *const *)m->path, m->n_path, "b.example");
+	CHECK_INT(m->n_path, 2);
+	CHECK_STR(m->path[0], "a.example");
+	CHECK_STR(m->path[1], "b.example");
+	msg_set_path(m, prev, 2, "c.example");
+	CHECK_INT(m->n_path, 3);
+	CHECK_STR(m->path[2], "c.example");
+	CHECK(msg_on_path(m, "y.example"));
+	CHECK(!msg_on_path(m, "a.example"));
+	msg_unref(m);
+}
+
+int main(void)
+{
+	test_scan_offsets();
+	test_scan_utf8_and_truncation();
+	test_msg_frame();
+	test_ok_mid();
+	test_path();
+	return tap_done();
+}
