@@ -10,6 +10,7 @@
 
 #include "err.h"
 #include "jscan.h"
+#include "jwrite.h"
 
 /* Longest request id echoed back. */
 #define ID_MAX 128
@@ -55,97 +56,15 @@ static void sb_puts(struct sb *b, const char *s)
 	sb_put(b, s, strlen(s));
 }
 
-/* JSON string writing. Strings here are valid UTF-8 (validated topics,
- * our own texts, or strings Jansson already decoded), so only quotes,
- * backslashes and control characters need escaping. Encoders measure
- * first and then write into a buffer of the exact size. */
-
-/* Returns the length of s written as a JSON string (quotes included);
- * *raw gets strlen(s). */
-static size_t jstr_len(const char *s, size_t *raw)
-{
-	size_t extra = 0;
-	const char *p = s;
-
-	for (; *p; p++) {
-		unsigned char c = (unsigned char)*p;
-
-		if (c < 0x20)
-			extra += 5; /* \u00XX */
-		else if (c == '"' || c == '\\')
-			extra += 1;
-	}
-	*raw = (size_t)(p - s);
-	return *raw + extra + 2;
-}
-
-/* Writes s (raw bytes, n = jstr_len's answer) as a JSON string at d;
- * returns the end. */
-static char *jstr_put(char *d, const char *s, size_t raw, size_t n)
-{
-	static const char hex[] = "0123456789abcdef";
-
-	*d++ = '"';
-	if (n == raw + 2) {
-		memcpy(d, s, raw);
-		d += raw;
-	} else {
-		for (; *s; s++) {
-			unsigned char c = (unsigned char)*s;
-
-			if (c >= 0x20 && c != '"' && c != '\\') {
-				*d++ = (char)c;
-				continue;
-			}
-			*d++ = '\\';
-			if (c >= 0x20) {
-				*d++ = (char)c;
-				continue;
-			}
-			memcpy(d, "u00", 3);
-			d[3] = hex[c >> 4];
-			d[4] = hex[c & 15];
-			d += 5;
-		}
-	}
-	*d++ = '"';
-	return d;
-}
-
-/* Writes v in decimal into buf (at least 21 bytes); returns its length. */
-static size_t i64_text(int64_t v, char *buf)
-{
-	char tmp[21];
-	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-	size_t n = 0, len = 0;
-
-	do {
-		tmp[n++] = (char)('0' + u % 10);
-		u /= 10;
-	} while (u);
-	if (v < 0)
-		buf[len++] = '-';
-	while (n)
-		buf[len++] = tmp[--n];
-	return len;
-}
-
-/* Copies a string literal and advances d. */
-#define PUT_LIT(d, lit)                                                        \
-	do {                                                                   \
-		memcpy((d), (lit), sizeof(lit) - 1);                           \
-		(d) += sizeof(lit) - 1;                                        \
-	} while (0)
-
 /* Appends s as a JSON string. */
 static void sb_str(struct sb *b, const char *s)
 {
-	size_t raw, n = jstr_len(s, &raw);
+	size_t raw, n = jw_str_len(s, &raw);
 
 	sb_reserve(b, n);
 	if (b->oom)
 		return;
-	b->len = (size_t)(jstr_put(b->p + b->len, s, raw, n) - b->p);
+	b->len = (size_t)(jw_str_put(b->p + b->len, s, raw, n) - b->p);
 }
 
 static void sb_id(struct sb *b, const json_t *id)
@@ -394,22 +313,22 @@ int codec_fast_pub(const char *buf, size_t len, fast_pub_t *out)
 
 frame_t *codec_ok_mid_raw(const char *id, size_t id_len, const char *mid)
 {
-	size_t raw, ml = jstr_len(mid, &raw);
+	size_t raw, ml = jw_str_len(mid, &raw);
 	size_t len = sizeof "{\"op\":\"ok\",\"mid\":}" - 1 + ml +
 		     (id ? sizeof ",\"id\":" - 1 + id_len : 0);
 	char *p, *d;
-	frame_t *f = frame_alloc_text(len, &p);
+	frame_t *f = frame_alloc_text(len, 0, &p);
 
 	/* Sent for every publish: written in place, no intermediate buffer. */
 	d = p;
-	PUT_LIT(d, "{\"op\":\"ok\"");
+	JW_LIT(d, "{\"op\":\"ok\"");
 	if (id) {
-		PUT_LIT(d, ",\"id\":");
+		JW_LIT(d, ",\"id\":");
 		memcpy(d, id, id_len);
 		d += id_len;
 	}
-	PUT_LIT(d, ",\"mid\":");
-	d = jstr_put(d, mid, raw, ml);
+	JW_LIT(d, ",\"mid\":");
+	d = jw_str_put(d, mid, raw, ml);
 	*d++ = '}';
 	if ((size_t)(d - p) != len)
 		abort(); /* Measured and written lengths disagree: a bug. */
@@ -525,12 +444,12 @@ static void msg_measure(struct msg_enc *e, const msg_t *m, const char *cursor)
 	e->s[2] = m->origin;
 	e->s[3] = m->from;
 	e->s[4] = cursor;
-	e->ts_len = i64_text(m->ts, e->ts);
+	e->ts_len = jw_i64(m->ts, e->ts);
 	e->total = sizeof "{\"op\":\"msg\",\"topic\":,\"mid\":,\"origin\":,"
 		   "\"from\":,\"ts\":,\"cursor\":,\"body\":}" - 1 +
 		   e->ts_len + m->body_len;
 	for (int i = 0; i < 5; i++) {
-		e->esc[i] = jstr_len(e->s[i], &e->raw[i]);
+		e->esc[i] = jw_str_len(e->s[i], &e->raw[i]);
 		e->total += e->esc[i];
 	}
 }
@@ -538,21 +457,21 @@ static void msg_measure(struct msg_enc *e, const msg_t *m, const char *cursor)
 /* Writes the payload measured into e at d; returns the end. */
 static char *msg_write(char *d, const struct msg_enc *e, const msg_t *m)
 {
-#define FIELD(i) (d = jstr_put(d, e->s[i], e->raw[i], e->esc[i]))
-	PUT_LIT(d, "{\"op\":\"msg\",\"topic\":");
+#define FIELD(i) (d = jw_str_put(d, e->s[i], e->raw[i], e->esc[i]))
+	JW_LIT(d, "{\"op\":\"msg\",\"topic\":");
 	FIELD(0);
-	PUT_LIT(d, ",\"mid\":");
+	JW_LIT(d, ",\"mid\":");
 	FIELD(1);
-	PUT_LIT(d, ",\"origin\":");
+	JW_LIT(d, ",\"origin\":");
 	FIELD(2);
-	PUT_LIT(d, ",\"from\":");
+	JW_LIT(d, ",\"from\":");
 	FIELD(3);
-	PUT_LIT(d, ",\"ts\":");
+	JW_LIT(d, ",\"ts\":");
 	memcpy(d, e->ts, e->ts_len);
 	d += e->ts_len;
-	PUT_LIT(d, ",\"cursor\":");
+	JW_LIT(d, ",\"cursor\":");
 	FIELD(4);
-	PUT_LIT(d, ",\"body\":");
+	JW_LIT(d, ",\"body\":");
 	memcpy(d, m->body, m->body_len);
 	d += m->body_len;
 	*d++ = '}';
@@ -567,7 +486,7 @@ frame_t *codec_msg(const msg_t *m, const char *cursor)
 	frame_t *f;
 
 	msg_measure(&e, m, cursor);
-	f = frame_alloc_text(e.total, &p);
+	f = frame_alloc_text(e.total, 0, &p);
 	if (msg_write(p, &e, m) != p + e.total)
 		abort(); /* msg_measure and msg_write disagree: a bug. */
 	return f;

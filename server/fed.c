@@ -902,7 +902,7 @@ static void on_msg(fed_link_t *l, const fed_in_t *in)
 	const config_patterns_t *im;
 	enum fed_drop why = FED_DROP__COUNT;
 	size_t flen = strlen(in->from), olen = strlen(in->origin);
-	char *body;
+	char *body = NULL;
 	size_t blen;
 	msg_t *m;
 
@@ -950,11 +950,14 @@ static void on_msg(fed_link_t *l, const fed_in_t *in)
 				 log_str(in->mid), log_str(in->topic));
 		return;
 	}
-	body = codec_dump_body(in->body, &blen);
-	if (!body)
-		abort();
-	m = msg_new(in->topic, in->mid, in->origin, in->from, in->ts, body,
-		    blen);
+	/* The fast decoder keeps the body as the peer's validated text. */
+	if (!in->body_text) {
+		body = codec_dump_body(in->body, &blen);
+		if (!body)
+			abort();
+	}
+	m = msg_new(in->topic, in->mid, in->origin, in->from, in->ts,
+		    body ? body : in->body_text, body ? blen : in->body_len);
 	free(body);
 	msg_set_path(m, in->path, in->n_path, me(f));
 	if (f->hub->cluster) {

@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "err.h"
+#include "jscan.h"
+#include "jwrite.h"
 #include "topic.h"
 
 /* Longest path accepted: a federation is a few dozen nodes. */
@@ -61,6 +63,31 @@ static const char *get_str(json_t *o, const char *k)
 	return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
+/* The checks of a decoded msg, whichever decoder read it. */
+static int check_msg(const fed_in_t *in, const char **reason)
+{
+	if (topic_validate(in->topic, strlen(in->topic))) {
+		*reason = "invalid topic";
+		return PE_BAD_TOPIC;
+	}
+	if (!mid_ok(in->mid) || !node_ok(in->origin) ||
+	    strlen(in->from) > 512 || strlen(in->cursor) > 64) {
+		*reason = "invalid mid, origin, from or cursor";
+		return PE_BAD_REQUEST;
+	}
+	if (!in->n_path || in->n_path > PATH_MAX_NODES) {
+		*reason = "path must hold 1 to 64 nodes";
+		return PE_BAD_REQUEST;
+	}
+	for (size_t i = 0; i < in->n_path; i++) {
+		if (!in->path[i] || !node_ok(in->path[i])) {
+			*reason = "path holds an invalid node name";
+			return PE_BAD_REQUEST;
+		}
+	}
+	return 0;
+}
+
 static int decode_msg(fed_in_t *in, const char **reason)
 {
 	json_t *r = in->root, *ts, *path, *v;
@@ -80,36 +107,221 @@ static int decode_msg(fed_in_t *in, const char **reason)
 		return PE_BAD_REQUEST;
 	}
 	in->ts = json_integer_value(ts);
-	if (topic_validate(in->topic, strlen(in->topic))) {
-		*reason = "invalid topic";
-		return PE_BAD_TOPIC;
-	}
-	if (!mid_ok(in->mid) || !node_ok(in->origin) ||
-	    strlen(in->from) > 512 || strlen(in->cursor) > 64) {
-		*reason = "invalid mid, origin, from or cursor";
-		return PE_BAD_REQUEST;
-	}
 	in->n_path = json_array_size(path);
-	if (!in->n_path || in->n_path > PATH_MAX_NODES) {
-		*reason = "path must hold 1 to 64 nodes";
-		return PE_BAD_REQUEST;
+	/* check_msg words a bad count or a non-string node (NULL). */
+	if (in->n_path && in->n_path <= PATH_MAX_NODES) {
+		in->path = malloc(in->n_path * sizeof *in->path);
+		if (!in->path)
+			abort();
+		json_array_foreach(path, i, v)
+		{
+			in->path[i] =
+			    json_is_string(v) ? json_string_value(v) : NULL;
+		}
 	}
-	in->path = malloc(in->n_path * sizeof *in->path);
+	return check_msg(in, reason);
+}
+
+/* Returns 1 when s[vs..end) is a JSON string without escapes; copies it
+ * (without quotes, NUL-terminated) to *dst and advances *dst. */
+static int take_plain(const char *s, size_t vs, size_t end, char **dst,
+		      const char **out)
+{
+	size_t n;
+
+	if (s[vs] != '"' || end - vs < 2)
+		return 0;
+	n = end - vs - 2;
+	if (memchr(s + vs + 1, '\\', n))
+		return 0;
+	memcpy(*dst, s + vs + 1, n);
+	(*dst)[n] = 0;
+	*out = *dst;
+	*dst += n + 1;
+	return 1;
+}
+
+/* Parses an integer the scanner accepted (at most 15 digits). */
+static int take_int(const char *s, size_t vs, size_t end, int64_t *out)
+{
+	int neg = s[vs] == '-';
+	int64_t v = 0;
+
+	for (size_t i = vs + (size_t)neg; i < end; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return 0;
+		v = v * 10 + (s[i] - '0');
+	}
+	*out = neg ? -v : v;
+	return end > vs + (size_t)neg;
+}
+
+/* Splits the path array s[vs..end) (already validated JSON) into plain
+ * strings. */
+static int take_path(const char *s, size_t vs, size_t end, char **dst,
+		     fed_in_t *in)
+{
+	size_t p = vs + 1, n = 0, ss;
+	const char *v[PATH_MAX_NODES];
+	int esc;
+
+	if (s[vs] != '[')
+		return 0;
+	for (;;) {
+		jscan_ws(s, end, &p);
+		if (p < end && s[p] == ']' && n == 0)
+			break;
+		if (n == PATH_MAX_NODES || p >= end || s[p] != '"')
+			return 0;
+		ss = p;
+		if (jscan_string(s, end, &p, &esc) || esc ||
+		    !take_plain(s, ss, p, dst, &v[n++]))
+			return 0;
+		jscan_ws(s, end, &p);
+		if (p < end && s[p] == ']')
+			break;
+		if (p >= end || s[p] != ',')
+			return 0;
+		p++;
+	}
+	in->path = malloc((n ? n : 1) * sizeof *in->path);
 	if (!in->path)
 		abort();
-	json_array_foreach(path, i, v)
-	{
-		if (!json_is_string(v) || !node_ok(json_string_value(v))) {
-			*reason = "path holds an invalid node name";
-			return PE_BAD_REQUEST;
+	memcpy(in->path, v, n * sizeof *v);
+	in->n_path = n;
+	return 1;
+}
+
+/* Which msg fields were seen, as bits. */
+enum {
+	F_OP = 1,
+	F_TOPIC = 2,
+	F_MID = 4,
+	F_ORIGIN = 8,
+	F_FROM = 16,
+	F_TS = 32,
+	F_BODY = 64,
+	F_PATH = 128,
+	F_CURSOR = 256,
+	F_ALL = 511
+};
+
+/* The keys of a msg frame, in bit order, and their lengths. */
+static const char *const msg_keys[] = {"op", "topic", "mid",  "origin", "from",
+				       "ts", "body",  "path", "cursor"};
+static const size_t msg_key_len[] = {2, 5, 3, 6, 4, 2, 4, 4, 6};
+
+/* Decodes a plain msg frame (what fedcodec_msg writes) with the scanner.
+ * Returns 1 with in filled, or 0 for anything else or anything unusual
+ * (escaped strings, duplicate keys, a field failing its check): the
+ * caller then uses the full decoder, which words every error. */
+static int fast_msg(const char *buf, size_t len, fed_in_t *in)
+{
+	size_t p = 0, ks, vs, end;
+	unsigned seen = 0;
+	const char *why;
+	char *dst;
+	int esc;
+
+	jscan_ws(buf, len, &p);
+	if (p >= len || buf[p] != '{')
+		return 0;
+	/* Unescaped strings shrink when copied (quotes become one NUL). */
+	in->strings = dst = malloc(len + 1);
+	if (!dst)
+		abort();
+	p++;
+	for (;;) {
+		unsigned bit = 0;
+
+		jscan_ws(buf, len, &p);
+		if (p >= len || buf[p] != '"')
+			return 0;
+		ks = p + 1;
+		if (jscan_string(buf, len, &p, &esc) || esc)
+			return 0;
+		for (unsigned i = 0; i < sizeof msg_keys / sizeof *msg_keys;
+		     i++)
+			if (p - 1 - ks == msg_key_len[i] &&
+			    !memcmp(buf + ks, msg_keys[i], msg_key_len[i]))
+				bit = 1u << i;
+		jscan_ws(buf, len, &p);
+		if (p >= len || buf[p] != ':')
+			return 0;
+		p++;
+		jscan_ws(buf, len, &p);
+		vs = p;
+		if (jscan_value(buf, len, &p) || (seen & bit))
+			return 0;
+		seen |= bit;
+		end = p;
+		switch (bit) {
+		case F_OP:
+			if (end - vs != 5 || memcmp(buf + vs, "\"msg\"", 5))
+				return 0;
+			break;
+		case F_TOPIC:
+			if (!take_plain(buf, vs, end, &dst, &in->topic))
+				return 0;
+			break;
+		case F_MID:
+			if (!take_plain(buf, vs, end, &dst, &in->mid))
+				return 0;
+			break;
+		case F_ORIGIN:
+			if (!take_plain(buf, vs, end, &dst, &in->origin))
+				return 0;
+			break;
+		case F_FROM:
+			if (!take_plain(buf, vs, end, &dst, &in->from))
+				return 0;
+			break;
+		case F_CURSOR:
+			if (!take_plain(buf, vs, end, &dst, &in->cursor))
+				return 0;
+			break;
+		case F_TS:
+			if (!take_int(buf, vs, end, &in->ts))
+				return 0;
+			break;
+		case F_BODY:
+			in->body_text = buf + vs;
+			in->body_len = end - vs;
+			break;
+		case F_PATH:
+			if (!take_path(buf, vs, end, &dst, in))
+				return 0;
+			break;
 		}
-		in->path[i] = json_string_value(v);
+		jscan_ws(buf, len, &p);
+		if (p >= len)
+			return 0;
+		if (buf[p] == '}')
+			break;
+		if (buf[p] != ',')
+			return 0;
+		p++;
 	}
-	return 0;
+	p++;
+	jscan_ws(buf, len, &p);
+	if (p != len || seen != F_ALL)
+		return 0;
+	in->op = FED_MSG;
+	return check_msg(in, &why) == 0;
 }
 
 int fedcodec_decode(const char *buf, size_t len, fed_in_t *in,
 		    const char **reason)
+{
+	memset(in, 0, sizeof *in);
+	if (fast_msg(buf, len, in))
+		return 0;
+	fedcodec_free(in);
+	return fedcodec_decode_json(buf, len, in, reason);
+}
+
+int fedcodec_decode_json(const char *buf, size_t len, fed_in_t *in,
+			 const char **reason)
 {
 	json_error_t jerr;
 	const char *op;
@@ -180,6 +392,8 @@ void fedcodec_free(fed_in_t *in)
 {
 	free(in->path);
 	in->path = NULL;
+	free(in->strings);
+	in->strings = NULL;
 	json_decref(in->root);
 	in->root = NULL;
 }
@@ -193,23 +407,52 @@ frame_t *fedcodec_hello(const char *node, const char *cursor, int masked)
 
 frame_t *fedcodec_msg(const msg_t *m, const char *cursor, int masked)
 {
-	json_error_t jerr;
-	json_t *body = json_loads(m->body, JSON_DECODE_ANY, &jerr);
-	json_t *path = json_array();
-	json_t *j;
+	/* Every message crosses each link once: measured, then written in
+	 * place, the body copied as the stored JSON text. */
+	const char *s[5] = {m->topic, m->mid, m->origin, m->from, cursor};
+	size_t raw[5], esc[5], total, r, n, ts_len;
+	char ts[24], *p, *d;
+	frame_t *f;
 
-	/* The stored body is our own compact encoding: it always parses. */
-	if (!body || !path)
-		abort();
+	ts_len = jw_i64(m->ts, ts);
+	total = sizeof "{\"op\":\"msg\",\"topic\":,\"mid\":,\"origin\":,"
+		       "\"from\":,\"ts\":,\"body\":,\"path\":[],\"cursor\":}" -
+		1 + ts_len + m->body_len;
+	for (int i = 0; i < 5; i++)
+		total += esc[i] = jw_str_len(s[i], &raw[i]);
 	for (size_t i = 0; i < m->n_path; i++)
-		json_array_append_new(path, json_string(m->path[i]));
-	j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:o, s:o, s:s}", "op",
-		      "msg", "topic", m->topic, "mid", m->mid, "origin",
-		      m->origin, "from", m->from, "ts", (json_int_t)m->ts,
-		      "body", body, "path", path, "cursor", cursor);
-	if (!j)
-		abort();
-	return dump_frame(j, masked);
+		total += jw_str_len(m->path[i], &r) + (i > 0);
+	f = frame_alloc_text(total, masked, &p);
+	d = p;
+#define FIELD(i) (d = jw_str_put(d, s[i], raw[i], esc[i]))
+	JW_LIT(d, "{\"op\":\"msg\",\"topic\":");
+	FIELD(0);
+	JW_LIT(d, ",\"mid\":");
+	FIELD(1);
+	JW_LIT(d, ",\"origin\":");
+	FIELD(2);
+	JW_LIT(d, ",\"from\":");
+	FIELD(3);
+	JW_LIT(d, ",\"ts\":");
+	memcpy(d, ts, ts_len);
+	d += ts_len;
+	JW_LIT(d, ",\"body\":");
+	memcpy(d, m->body, m->body_len);
+	d += m->body_len;
+	JW_LIT(d, ",\"path\":[");
+	for (size_t i = 0; i < m->n_path; i++) {
+		if (i)
+			*d++ = ',';
+		n = jw_str_len(m->path[i], &r);
+		d = jw_str_put(d, m->path[i], r, n);
+	}
+	JW_LIT(d, "],\"cursor\":");
+	FIELD(4);
+	*d++ = '}';
+#undef FIELD
+	if (d != p + total)
+		abort(); /* Measured and written lengths disagree: a bug. */
+	return f;
 }
 
 frame_t *fedcodec_gap(const char *after, const char *reason, int masked)

@@ -32,7 +32,12 @@ typedef struct fed_in {
 	const char *origin; /* msg. */
 	const char *from;   /* msg. */
 	int64_t ts;	    /* msg. */
-	json_t *body;	    /* msg (borrowed). */
+	json_t *body;	    /* msg (borrowed), or NULL when decoded by the
+			       fast path: then body_text is set. */
+	const char *body_text; /* msg: the body's JSON text, validated (points
+				  into the frame), or NULL. */
+	size_t body_len;       /* msg: bytes of body_text. */
+	char *strings;	       /* msg, fast path: the decoded strings (owned). */
 	const char **path;  /* msg: node names (array owned, strings not). */
 	size_t n_path;	    /* msg: entries of path. */
 	const char *after;  /* gap: the cursor that was asked for. */
@@ -44,9 +49,16 @@ typedef struct fed_in {
 /* Decodes one peer frame. Returns 0, or PE_BAD_JSON / PE_BAD_REQUEST /
  * PE_UNKNOWN_OP with *reason (static text). Checks field types and
  * syntax (topic, mid and node name shapes, path length); the caller checks
- * meaning. Call fedcodec_free in every case. */
+ * meaning. Call fedcodec_free in every case. A plain msg frame (no escaped
+ * strings) is decoded by a validating scanner without a JSON tree; the
+ * body stays the peer's text (in->body_text), which must outlive in. */
 int fedcodec_decode(const char *buf, size_t len, fed_in_t *in,
 		    const char **reason);
+
+/* fedcodec_decode with Jansson only: what it falls back to. Exposed so
+ * that the fuzz target can check the two agree. */
+int fedcodec_decode_json(const char *buf, size_t len, fed_in_t *in,
+			 const char **reason);
 
 /* Frees what fedcodec_decode allocated. */
 void fedcodec_free(fed_in_t *in);

@@ -46,9 +46,9 @@ static frame_t *frame_build(size_t len, int masked)
 	return f;
 }
 
-frame_t *frame_alloc_text(size_t len, char **payload)
+frame_t *frame_alloc_text(size_t len, int masked, char **payload)
 {
-	frame_t *f = frame_build(len, 0);
+	frame_t *f = frame_build(len, masked);
 
 	*payload = (char *)f->data + (f->len - len);
 	return f;

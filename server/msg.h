@@ -21,10 +21,11 @@ typedef struct frame {
  * Aborts on out-of-memory. */
 frame_t *frame_new_text(const char *payload, size_t len);
 
-/* Returns a text frame with room for a payload of len bytes, which the
- * caller writes at *payload (encoders that know the length write in
- * place instead of copying). refs = 1. Aborts on out-of-memory. */
-frame_t *frame_alloc_text(size_t len, char **payload);
+/* Returns a text frame (masked like frame_new_text_masked when masked is
+ * 1) with room for a payload of len bytes, which the caller writes at
+ * *payload (encoders that know the length write in place instead of
+ * copying). refs = 1. Aborts on out-of-memory. */
+frame_t *frame_alloc_text(size_t len, int masked, char **payload);
 
 /* Returns a text frame like frame_new_text, but masked as a client must
  * send it. The mask key is zero, so the payload bytes stay as they are and

@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "codec.h"
+#include "err.h"
+#include "fedcodec.h"
 #include "jscan.h"
 #include "msg.h"
 #include "tap.h"
@@ -25,7 +27,8 @@ static int reference(const char *q, size_t n, size_t *end, int *esc)
 			return JSCAN_OK;
 		}
 		if (c < 0x20 || c >= 0x80)
-			return JSCAN_BAD; /* A lone byte >= 0x80 is bad UTF-8. */
+			return JSCAN_BAD; /* A lone byte >= 0x80 is bad UTF-8.
+					   */
 		if (c == '\\') {
 			*esc = 1;
 			if (p + 1 >= n || !strchr("\"\\/bfnrt", q[p + 1]) ||
@@ -41,16 +44,16 @@ static int reference(const char *q, size_t n, size_t *end, int *esc)
  * the word-at-a-time skip must stop exactly where the byte loop would. */
 static void test_scan_offsets(void)
 {
-	static const char *specials[] = {"\"", "\\n", "\\", "\x01", "\x1f",
-					 "\x7f", "\x80", " ", "!", "#",
-					 "[",	 "]",	"\t"};
+	static const char *specials[] = {"\"",	 "\\n",	 "\\", "\x01", "\x1f",
+					 "\x7f", "\x80", " ",  "!",    "#",
+					 "[",	 "]",	 "\t"};
 	char q[64];
 	int mismatches = 0, cases = 0;
 
 	for (size_t n = 0; n < 40; n++) {
 		for (size_t at = 0; at <= n; at++) {
-			for (size_t k = 0; k < sizeof specials / sizeof *specials;
-			     k++) {
+			for (size_t k = 0;
+			     k < sizeof specials / sizeof *specials; k++) {
 				const char *sp = specials[k];
 				size_t sl = strlen(sp), len = 0;
 				size_t end_ref = 0, end = 0;
@@ -146,9 +149,8 @@ static void test_msg_frame(void)
 	CHECK_STR(json_string_value(json_object_get(j, "cursor")), "1a-2b");
 	CHECK_INT(json_integer_value(json_object_get(j, "ts")), -12345);
 	CHECK_STR(json_string_value(json_object_get(
-		      json_array_get(json_object_get(json_object_get(j, "body"),
-						     "k"),
-				     2),
+		      json_array_get(
+			  json_object_get(json_object_get(j, "body"), "k"), 2),
 		      "x")),
 		  "\xc3\xa9");
 	/* The header says the payload's length. */
@@ -243,6 +245,100 @@ static void test_path(void)
 	msg_unref(m);
 }
 
+/* A federation msg frame read back by the fast decoder, and frames it
+ * must leave to the full one. */
+static void test_fed_roundtrip(void)
+{
+	const char *from = "o\"dd@a.example";
+	msg_t *m = sample("forum/zev", "bot@a.example", 1764390000000,
+			  "{\"t\":\"caf\xc3\xa9\",\"n\":[1,-2.5]}");
+	const char *reason = NULL;
+	fed_in_t in;
+	frame_t *f;
+
+	msg_set_path(m, NULL, 0, "a.example");
+	msg_set_path(m, (const char *const *)m->path, 1, "b.example");
+	for (int masked = 0; masked < 2; masked++) {
+		f = fedcodec_msg(m, "1a-2b", masked);
+		CHECK_INT(f->data[1] & 0x80, masked ? 0x80 : 0);
+		CHECK_INT(fedcodec_decode(frame_payload(f), f->payload_len, &in,
+					  &reason),
+			  0);
+		CHECK_INT(in.op, FED_MSG);
+		CHECK(in.body_text != NULL); /* The fast path took it. */
+		CHECK_STR(in.topic, "forum/zev");
+		CHECK_STR(in.mid, m->mid);
+		CHECK_STR(in.origin, "a.example");
+		CHECK_STR(in.from, "bot@a.example");
+		CHECK_STR(in.cursor, "1a-2b");
+		CHECK(in.ts == 1764390000000);
+		CHECK_INT(in.n_path, 2);
+		CHECK_STR(in.path[1], "b.example");
+		CHECK_INT(in.body_len, m->body_len);
+		CHECK(in.body_text &&
+		      !memcmp(in.body_text, m->body, m->body_len));
+		fedcodec_free(&in);
+		frame_unref(f);
+	}
+	msg_unref(m);
+
+	/* An escaped identity: the full decoder reads it, same answer. */
+	m = sample("t", from, 7, "null");
+	msg_set_path(m, NULL, 0, "a.example");
+	f = fedcodec_msg(m, "c", 0);
+	CHECK_INT(
+	    fedcodec_decode(frame_payload(f), f->payload_len, &in, &reason), 0);
+	CHECK(in.body_text == NULL && in.body != NULL);
+	CHECK_STR(in.from, from);
+	fedcodec_free(&in);
+	frame_unref(f);
+	msg_unref(m);
+
+	/* Whatever the fast decoder declines gets the full decoder's
+	 * error. */
+	{
+		static const char *bad[] = {
+		    "{\"op\":\"msg\",\"topic\":\"t\",\"mid\":\"m\",\"origin\":"
+		    "\"a.example\",\"from\":\"u@a.example\",\"ts\":1,\"body\":"
+		    "1,"
+		    "\"path\":[],\"cursor\":\"c\"}",
+		    "{\"op\":\"msg\",\"topic\":\"a/"
+		    "#\",\"mid\":\"m\",\"origin\":"
+		    "\"a.example\",\"from\":\"u@a.example\",\"ts\":1,\"body\":"
+		    "1,"
+		    "\"path\":[\"a.example\"],\"cursor\":\"c\"}",
+		    "{\"op\":\"msg\",\"topic\":\"t\",\"mid\":\"m\",\"origin\":"
+		    "\"a.example\",\"from\":\"u@a.example\",\"ts\":1.5,"
+		    "\"body\":1,"
+		    "\"path\":[\"a.example\"],\"cursor\":\"c\"}",
+		    "{\"op\":\"msg\",\"topic\":\"t\",\"mid\":\"m\",\"origin\":"
+		    "\"a.example\",\"from\":\"u@a.example\",\"ts\":1,\"body\":"
+		    "1,"
+		    "\"path\":[\"A B\"],\"cursor\":\"c\"}",
+		    "{\"op\":\"msg\",\"topic\":\"t\",\"mid\":\"m\",\"origin\":"
+		    "\"a.example\",\"from\":\"u@a.example\",\"ts\":1,\"body\":"
+		    "1,"
+		    "\"path\":[\"a.example\"]}",
+		    "{\"op\":\"msg\",\"topic\":\"t\",\"mid\":\"m\",\"origin\":"
+		    "\"a.example\",\"from\":\"u@a.example\",\"ts\":1,\"body\":["
+		    "1,,"
+		    "\"path\":[\"a.example\"],\"cursor\":\"c\"}",
+		};
+		static const int want[] = {PE_BAD_REQUEST, PE_BAD_TOPIC,
+					   PE_BAD_REQUEST, PE_BAD_REQUEST,
+					   PE_BAD_REQUEST, PE_BAD_JSON};
+
+		for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+			reason = NULL;
+			CHECK_INT(fedcodec_decode(bad[i], strlen(bad[i]), &in,
+						  &reason),
+				  want[i]);
+			CHECK(reason != NULL);
+			fedcodec_free(&in);
+		}
+	}
+}
+
 int main(void)
 {
 	test_scan_offsets();
@@ -250,5 +346,6 @@ int main(void)
 	test_msg_frame();
 	test_ok_mid();
 	test_path();
+	test_fed_roundtrip();
 	return tap_done();
 }
