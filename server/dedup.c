@@ -1,30 +1,56 @@
-/* dedup.c: a FIFO window of ids backed by a hash set (see dedup.h). */
+/* dedup.c: a FIFO window of ids with its own hash index (see dedup.h).
+ *
+ * Every message a federated node stores passes through here twice (a
+ * lookup, then an insert that evicts the oldest id), so the index is
+ * built for that: linear probing over a table at most half full whose
+ * 8-byte slots hold the FIFO position and 32 bits of the hash (a probe
+ * reads nothing else until the hash matches: about one cache miss per
+ * lookup), and deletion by backward shift. A general map with tombstones
+ * degraded to long probe runs under this steady churn and cost 10-14% of a
+ * federated node's time. */
 #include "dedup.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "strmap.h"
 
+/* One index slot. */
+struct slot {
+	uint32_t pos; /* fifo slot + 1, or 0 when empty. */
+	uint32_t h;   /* Low 32 bits of the id's hash (its home slot and a
+			 filter before the string compare). */
+};
+
 struct dedup {
-	strmap_t *set; /* Ids held (values unused). */
-	char **fifo;   /* Ids in arrival order (owned copies). */
-	size_t cap;    /* Capacity of fifo. */
-	size_t head;   /* Oldest entry. */
-	size_t len;    /* Entries held. */
+	char **fifo;	    /* Ids in arrival order (owned copies). */
+	uint32_t *hash;	    /* The h of each fifo slot's id. */
+	struct slot *table; /* The index. */
+	size_t mask;	    /* Table size - 1 (a power of two >= 2 * cap). */
+	size_t cap;	    /* Capacity of fifo. */
+	size_t head;	    /* Oldest entry. */
+	size_t len;	    /* Entries held. */
 };
 
 dedup_t *dedup_new(size_t cap)
 {
 	dedup_t *d = calloc(1, sizeof *d);
+	size_t size = 8;
 
 	if (!d)
 		abort();
 	d->cap = cap ? cap : 1;
+	if (d->cap > UINT32_MAX / 4)
+		abort(); /* The config bounds the window far below this. */
+	while (size < 2 * d->cap)
+		size *= 2;
+	d->mask = size - 1;
 	d->fifo = calloc(d->cap, sizeof *d->fifo);
-	if (!d->fifo)
+	d->hash = calloc(d->cap, sizeof *d->hash);
+	d->table = calloc(size, sizeof *d->table);
+	if (!d->fifo || !d->hash || !d->table)
 		abort();
-	d->set = strmap_new();
 	return d;
 }
 
@@ -35,35 +61,99 @@ void dedup_free(dedup_t *d)
 	for (size_t i = 0; i < d->len; i++)
 		free(d->fifo[(d->head + i) % d->cap]);
 	free(d->fifo);
-	strmap_free(d->set);
+	free(d->hash);
+	free(d->table);
 	free(d);
+}
+
+/* Returns the table slot holding id (hash h), or the empty slot that
+ * ends its probe run; *found says which. */
+static size_t probe(const dedup_t *d, const char *id, uint32_t h, int *found)
+{
+	size_t i = h & d->mask;
+
+	for (; d->table[i].pos; i = (i + 1) & d->mask) {
+		if (d->table[i].h == h &&
+		    !strcmp(d->fifo[d->table[i].pos - 1], id)) {
+			*found = 1;
+			return i;
+		}
+	}
+	*found = 0;
+	return i;
+}
+
+/* Empties table slot i, moving later entries of the probe run back so
+ * that no lookup stops early (no tombstones). */
+static void unindex(dedup_t *d, size_t i)
+{
+	size_t j = i;
+
+	for (;;) {
+		size_t k;
+
+		j = (j + 1) & d->mask;
+		if (!d->table[j].pos)
+			break;
+		k = d->table[j].h & d->mask;
+		/* The entry at j stays when its home k lies cyclically in
+		 * (i, j]: moving it before its home would hide it. */
+		if (i <= j ? (i < k && k <= j) : (i < k || k <= j))
+			continue;
+		d->table[i] = d->table[j];
+		i = j;
+	}
+	d->table[i].pos = 0;
 }
 
 int dedup_seen(const dedup_t *d, const char *id)
 {
-	return strmap_get(d->set, id) != NULL;
+	int found;
+
+	probe(d, id, (uint32_t)strmap_hash(id), &found);
+	return found;
 }
 
 void dedup_add(dedup_t *d, const char *id)
 {
-	char *copy;
+	uint32_t h = (uint32_t)strmap_hash(id);
+	size_t slot, at;
+	int found;
 
-	if (dedup_seen(d, id))
+	probe(d, id, h, &found);
+	if (found)
 		return;
 	if (d->len == d->cap) {
-		char *old = d->fifo[d->head];
+		/* Forget the oldest: find its slot by its position. */
+		size_t i = d->hash[d->head] & d->mask;
 
-		strmap_del(d->set, old);
-		free(old);
+		while (d->table[i].pos != d->head + 1)
+			i = (i + 1) & d->mask;
+		unindex(d, i);
+		free(d->fifo[d->head]);
+		d->fifo[d->head] = NULL;
 		d->head = (d->head + 1) % d->cap;
 		d->len--;
 	}
-	copy = strdup(id);
-	if (!copy)
+	at = (d->head + d->len) % d->cap;
+	d->fifo[at] = strdup(id);
+	if (!d->fifo[at])
 		abort();
-	d->fifo[(d->head + d->len) % d->cap] = copy;
+	d->hash[at] = h;
 	d->len++;
-	strmap_put(d->set, id, d, NULL);
+	/* The eviction may have moved entries: probe again for the hole. */
+	slot = probe(d, id, h, &found);
+	d->table[slot].pos = (uint32_t)(at + 1);
+	d->table[slot].h = h;
+	/* The next add evicts the id now oldest: start loading its slot
+	 * (a cache miss in a table this size) while other work runs. */
+	if (d->len == d->cap)
+		__builtin_prefetch(&d->table[d->hash[d->head] & d->mask]);
+}
+
+void dedup_prefetch(const dedup_t *d, const char *id)
+{
+	__builtin_prefetch(&d->table[(uint32_t)strmap_hash(id) & d->mask]);
 }
 
 size_t dedup_count(const dedup_t *d)

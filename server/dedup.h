@@ -22,6 +22,10 @@ int dedup_seen(const dedup_t *d, const char *id);
  * present is a no-op. */
 void dedup_add(dedup_t *d, const char *id);
 
+/* Starts loading what dedup_seen(d, id) will read, so that the cache
+ * miss overlaps the caller's other checks. */
+void dedup_prefetch(const dedup_t *d, const char *id);
+
 /* Returns the number of ids held. */
 size_t dedup_count(const dedup_t *d);
 

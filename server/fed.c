@@ -908,10 +908,16 @@ static void on_msg(fed_link_t *l, const fed_in_t *in)
 
 	if (!p)
 		return;
+	dedup_prefetch(f->dedup, in->mid);
 	/* The position advances even for dropped messages: they were
 	 * received, and replay must not send them again. */
 	if (!f->hub->cluster) {
-		snprintf(p->rx_cursor, sizeof p->rx_cursor, "%s", in->cursor);
+		size_t cl = strlen(in->cursor);
+
+		if (cl >= sizeof p->rx_cursor)
+			cl = sizeof p->rx_cursor - 1; /* Decoders allow 64. */
+		memcpy(p->rx_cursor, in->cursor, cl);
+		p->rx_cursor[cl] = 0;
 		f->state_dirty = 1;
 	}
 	if (!strcmp(in->origin, me(f)))

@@ -174,7 +174,10 @@ int hub_accept(hub_t *h, msg_t *m)
 	m->frame = codec_msg(m, cursor);
 	hub_deliver(h, m->topic, m->seq, m->frame);
 	if (h->fed) {
-		fed_note_mid(h->fed, m->mid);
+		/* A copy of our own message coming back is dropped by the
+		 * loop check (origin, path); only others' need remembering. */
+		if (strcmp(m->origin, h->cfg->node))
+			fed_note_mid(h->fed, m->mid);
 		fed_forward(h->fed, m);
 	}
 	return 0;

@@ -1,8 +1,55 @@
-/* test_dedup.c: the id window forgets the oldest ids first. */
+/* test_dedup.c: the id window forgets the oldest ids first, checked
+ * against a plain model under churn (evictions, repeats, probe runs that
+ * wrap around the table). */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "dedup.h"
 #include "tap.h"
+
+/* Adds and looks up ids at random against a list model of a window of
+ * cap ids. Returns the mismatches. */
+static int churn(size_t cap, int rounds, unsigned seed)
+{
+	dedup_t *d = dedup_new(cap);
+	int *model = calloc(cap, sizeof *model), bad = 0;
+	size_t head = 0, len = 0;
+	char id[32];
+
+	srand(seed);
+	for (int i = 0; i < rounds; i++) {
+		/* Mostly new ids, sometimes a recent one again. */
+		int v = rand() % 4 ? i : i - rand() % (int)(2 * cap + 1);
+		int in = 0;
+
+		if (v < 0)
+			v = 0;
+		for (size_t k = 0; k < len; k++)
+			in |= model[(head + k) % cap] == v;
+		snprintf(id, sizeof id, "m-%d", v);
+		bad += dedup_seen(d, id) != in;
+		dedup_add(d, id);
+		if (!in) {
+			if (len == cap) {
+				head = (head + 1) % cap;
+				len--;
+			}
+			model[(head + len++) % cap] = v;
+		}
+		bad += dedup_count(d) != len;
+		/* Every id of the model is found; the one before is not. */
+		if (i % 97 == 0) {
+			for (size_t k = 0; k < len; k++) {
+				snprintf(id, sizeof id, "m-%d",
+					 model[(head + k) % cap]);
+				bad += !dedup_seen(d, id);
+			}
+		}
+	}
+	free(model);
+	dedup_free(d);
+	return bad;
+}
 
 int main(void)
 {
@@ -33,5 +80,10 @@ int main(void)
 	CHECK_INT(dedup_seen(d, "m4999"), 1);
 	dedup_free(d);
 	dedup_free(NULL);
+
+	CHECK_INT(churn(1, 2000, 1), 0);
+	CHECK_INT(churn(3, 5000, 2), 0);
+	CHECK_INT(churn(37, 20000, 3), 0);
+	CHECK_INT(churn(1000, 20000, 4), 0);
 	return tap_done();
 }
