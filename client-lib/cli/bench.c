@@ -61,6 +61,7 @@
 #define HIST_BUCKETS	    (2 * HIST_SUB + 56 * HIST_SUB)
 #define SETUP_ID	    0 /* Request id of a sub (or a publisher's ping). */
 #define MAX_ERRORS_KEPT	    6
+#define MAX_SUB_URLS	    8 /* --sub-url given at most this often. */
 #define NS		    1000000000LL
 
 static const char WS_GUID[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -145,10 +146,13 @@ struct endpoint {
 /* Command-line options. */
 struct opts {
 	enum proto proto;
-	struct endpoint ep;	/* --url: publishers (and all, by default). */
-	struct endpoint sub_ep; /* --sub-url, or a copy of ep. */
+	struct endpoint ep; /* --url: publishers (and all, by default). */
+	struct endpoint sub_ep[MAX_SUB_URLS]; /* --sub-url (repeatable), or a
+						 copy of ep. */
+	int n_sub_ep;			      /* Entries in sub_ep. */
 	int subs, pubs, idle;
 	bool pubs_given;
+	int topics; /* --topics N: topic/0 .. topic/N-1, else 1. */
 	char topic[256];
 	char subject[256]; /* NATS subject (topic with '/' turned to '.'). */
 	size_t size;
@@ -156,6 +160,7 @@ struct opts {
 	double duration;
 	uint64_t count;
 	double drain;
+	double settle; /* --settle: pause between setup and run. */
 	uint64_t window;
 	bool json, check;
 	const char *token;
@@ -195,7 +200,7 @@ struct lg {
 
 	/* Results. */
 	uint64_t published, delivered, dups, reordered, foreign, lost,
-	    unexpected, acked, pub_errors, closed_in_run;
+	    unexpected, acked, expected, pub_errors, closed_in_run;
 	uint64_t hist[HIST_BUCKETS];
 	uint64_t lat_max, lat_n;
 	int64_t rx_ns, t_start, t_last_pub, t_last_rx, t_end;
@@ -756,7 +761,9 @@ static void flush_dirty(struct lg *g)
 static const struct endpoint *endpoint_of(const struct lg *g,
 					  const struct conn *c)
 {
-	return c->role == ROLE_SUB ? &g->o.sub_ep : &g->o.ep;
+	/* Subscribers go round robin over the --sub-url hubs. */
+	return c->role == ROLE_SUB ? &g->o.sub_ep[c->idx % g->o.n_sub_ep]
+				   : &g->o.ep;
 }
 
 static void conn_start(struct lg *g, struct conn *c)
@@ -935,6 +942,51 @@ static uint64_t hist_quantile(const struct lg *g, double q)
 	return g->lat_max;
 }
 
+/* many-topics: publisher p's message seq goes to topic (p + seq) % N and
+ * subscriber j holds topic j % N, so every subscriber expects a known
+ * share of every publisher's sequence. */
+static int topic_of_pub(const struct lg *g, int pub, uint64_t seq)
+{
+	return (int)(((uint64_t)pub + seq) % (uint64_t)g->o.topics);
+}
+
+/* Writes the topic (NATS: subject) of index i into out; returns its
+ * length. */
+static size_t topic_name(const struct lg *g, int i, char *out)
+{
+	const char *base = g->o.proto == PROTO_NATS ? g->o.subject : g->o.topic;
+	size_t n = strlen(base);
+
+	memcpy(out, base, n);
+	if (g->o.topics > 1) {
+		out[n++] = g->o.proto == PROTO_NATS ? '.' : '/';
+		n += u64_dec((uint8_t *)out + n, (uint64_t)i);
+	}
+	out[n] = 0;
+	return n;
+}
+
+/* The first of publisher pub's sequence numbers (from 1) that goes to
+ * the topic of subscriber sub; the next ones follow every N. */
+static uint64_t first_share(const struct lg *g, int sub, int pub)
+{
+	uint64_t n = (uint64_t)g->o.topics, t = (uint64_t)(sub % g->o.topics);
+	uint64_t r = (t + n - (uint64_t)pub % n) % n;
+
+	return r ? r : n;
+}
+
+/* How many of publisher pub's sequence numbers 1..upto go to the topic
+ * of subscriber sub. */
+static uint64_t share_of(const struct lg *g, int sub, int pub, uint64_t upto)
+{
+	uint64_t r = first_share(g, sub, pub);
+
+	if (g->o.topics == 1)
+		return upto;
+	return upto >= r ? (upto - r) / (uint64_t)g->o.topics + 1 : 0;
+}
+
 /* ---- receiving ---- */
 
 /* Records one delivery of (pub, seq) sent at ts to subscriber c. */
@@ -953,8 +1005,9 @@ static void on_delivery(struct lg *g, struct conn *c, const uint8_t *p,
 		return;
 	}
 	pc = &g->pubs[pub];
-	if (seq == 0 || seq > pc->seq) {
-		g->foreign++;
+	if (seq == 0 || seq > pc->seq ||
+	    topic_of_pub(g, (int)pub, seq) != c->idx % g->o.topics) {
+		g->foreign++; /* Not ours, or routed to the wrong topic. */
 		return;
 	}
 	if (bitmap_test_set(&c->seen[pub], seq)) {
@@ -1134,7 +1187,10 @@ static void on_info(struct lg *g, struct conn *c)
 			     "\"protocol\":1}\r\n");
 	nats_send(g, c, cmd, (size_t)n);
 	if (c->role == ROLE_SUB) {
-		n = snprintf(cmd, sizeof cmd, "SUB %s 1\r\n", g->o.subject);
+		char t[300];
+
+		topic_name(g, c->idx, t);
+		n = snprintf(cmd, sizeof cmd, "SUB %s 1\r\n", t);
 		nats_send(g, c, cmd, (size_t)n);
 	}
 	nats_barrier(g, c);
@@ -1463,11 +1519,14 @@ static void send_setup(struct lg *g, struct conn *c)
 		conn_set_ready(g, c);
 		return;
 	}
-	if (c->role == ROLE_SUB)
+	if (c->role == ROLE_SUB) {
+		char t[300];
+
+		topic_name(g, c->idx, t);
 		n = snprintf(req, sizeof req,
-			     "{\"op\":\"sub\",\"topic\":\"%s\",\"id\":%d}",
-			     g->o.topic, SETUP_ID);
-	else
+			     "{\"op\":\"sub\",\"topic\":\"%s\",\"id\":%d}", t,
+			     SETUP_ID);
+	} else
 		n = snprintf(req, sizeof req, "{\"op\":\"ping\",\"id\":%d}",
 			     SETUP_ID);
 	ws_append(g, c, 0x1, (const uint8_t *)req, (size_t)n);
@@ -1484,9 +1543,11 @@ static uint64_t pub_inflight(const struct lg *g, const struct conn *c)
 static void publish_one(struct lg *g, struct conn *c, int64_t now)
 {
 	uint8_t meta[96], *w = g->pubbuf;
-	size_t ml = 0, pad, body;
+	size_t ml = 0, pad, body, tl;
+	char topic[300];
 
 	c->seq++;
+	tl = topic_name(g, topic_of_pub(g, c->idx, c->seq), topic);
 	g->published++;
 	g->t_last_pub = now;
 	memcpy(meta, MAGIC, 4);
@@ -1501,13 +1562,12 @@ static void publish_one(struct lg *g, struct conn *c, int64_t now)
 	meta[ml++] = ' ';
 	if (g->o.proto == PROTO_PARLEY) {
 		static const char pfx[] = "{\"op\":\"pub\",\"topic\":\"";
-		size_t tl = strlen(g->o.topic);
 
 		/* body: "<meta><pad>" including both quotes is --size. */
 		pad = g->o.size > ml + 2 ? g->o.size - ml - 2 : 0;
 		memcpy(w, pfx, sizeof pfx - 1);
 		w += sizeof pfx - 1;
-		memcpy(w, g->o.topic, tl);
+		memcpy(w, topic, tl);
 		w += tl;
 		memcpy(w, "\",\"id\":", 7);
 		w += 7;
@@ -1527,8 +1587,8 @@ static void publish_one(struct lg *g, struct conn *c, int64_t now)
 	body = ml + pad;
 	memcpy(w, "PUB ", 4);
 	w += 4;
-	memcpy(w, g->o.subject, strlen(g->o.subject));
-	w += strlen(g->o.subject);
+	memcpy(w, topic, tl);
+	w += tl;
 	*w++ = ' ';
 	w += u64_dec(w, body);
 	*w++ = '\r';
@@ -1546,14 +1606,41 @@ static void publish_one(struct lg *g, struct conn *c, int64_t now)
 		nats_barrier(g, c);
 }
 
-static uint64_t min_sub_unique(const struct lg *g)
+/* Messages subscriber sub should have by now (of those published). */
+static uint64_t sub_expects(const struct lg *g, int sub)
 {
-	uint64_t m = UINT64_MAX;
+	uint64_t e = 0;
 
-	for (int i = 0; i < g->o.subs; i++)
-		if (g->subs[i].state == CS_READY && g->subs[i].unique < m)
-			m = g->subs[i].unique;
-	return m;
+	for (int p = 0; p < g->o.pubs; p++)
+		e += share_of(g, sub, p, g->pubs[p].seq);
+	return e;
+}
+
+/* The largest count of published messages a ready subscriber has yet to
+ * receive: bounds what the hub holds in flight. */
+static uint64_t max_lag(const struct lg *g)
+{
+	uint64_t lag = 0, minrx = UINT64_MAX;
+
+	if (g->o.topics == 1) {
+		for (int i = 0; i < g->o.subs; i++)
+			if (g->subs[i].state == CS_READY &&
+			    g->subs[i].unique < minrx)
+				minrx = g->subs[i].unique;
+		return minrx == UINT64_MAX || minrx > g->published
+			   ? 0
+			   : g->published - minrx;
+	}
+	for (int i = 0; i < g->o.subs; i++) {
+		uint64_t e;
+
+		if (g->subs[i].state != CS_READY)
+			continue;
+		e = sub_expects(g, i);
+		if (e > g->subs[i].unique && e - g->subs[i].unique > lag)
+			lag = e - g->subs[i].unique;
+	}
+	return lag;
 }
 
 static void end_run(struct lg *g, int64_t now)
@@ -1577,17 +1664,14 @@ static bool count_reached(const struct lg *g)
  * schedule with --rate. Ends the run at its bounds. */
 static void publish_tick(struct lg *g, int64_t now)
 {
-	uint64_t minrx, lag;
+	uint64_t lag;
 
 	if (now >= g->run_end || interrupted || count_reached(g) ||
 	    !g->live_pubs) {
 		end_run(g, now);
 		return;
 	}
-	minrx = min_sub_unique(g);
-	lag = minrx == UINT64_MAX || minrx > g->published
-		  ? 0
-		  : g->published - minrx;
+	lag = max_lag(g);
 	if (g->o.rate <= 0) {
 		for (int k = 0; k < g->o.pubs; k++) {
 			struct conn *c = &g->pubs[(g->rr + k) % g->o.pubs];
@@ -1650,7 +1734,9 @@ static bool drained(struct lg *g)
 		expect += c->n_acked;
 	}
 	for (int i = 0; i < g->o.subs; i++)
-		if (g->subs[i].state == CS_READY && g->subs[i].unique < expect)
+		if (g->subs[i].state == CS_READY &&
+		    g->subs[i].unique <
+			(g->o.topics == 1 ? expect : sub_expects(g, i)))
 			return false;
 	return true;
 }
@@ -1711,10 +1797,18 @@ static void run_loop(struct lg *g, int64_t deadline, bool (*done)(struct lg *))
 
 /* ---- results ---- */
 
+static bool bit_of(const struct bitmap *b, uint64_t i)
+{
+	return i / 64 < b->n && (b->w[i / 64] >> (i % 64) & 1);
+}
+
 static void count_losses(struct lg *g)
 {
 	for (int p = 0; p < g->o.pubs; p++)
 		g->acked += g->pubs[p].n_acked;
+	g->expected = g->acked * (uint64_t)g->o.subs;
+	if (g->o.topics > 1)
+		g->expected = 0;
 	for (int s = 0; s < g->o.subs; s++) {
 		struct conn *c = &g->subs[s];
 
@@ -1722,6 +1816,24 @@ static void count_losses(struct lg *g)
 			const struct bitmap *a = &g->pubs[p].acked;
 			const struct bitmap *r = &c->seen[p];
 			size_t nw = a->n > r->n ? a->n : r->n;
+
+			if (g->o.topics > 1) {
+				/* Only this subscriber's share: walk it. */
+				for (uint64_t seq = first_share(g, s, p);
+				     seq <= g->pubs[p].seq;
+				     seq += (uint64_t)g->o.topics) {
+					if (!bit_of(a, seq))
+						continue;
+					g->expected++;
+					g->lost += !bit_of(r, seq);
+				}
+				for (size_t i = 0; i < r->n; i++)
+					g->unexpected +=
+					    (uint64_t)__builtin_popcountll(
+						r->w[i] &
+						~(i < a->n ? a->w[i] : 0));
+				continue;
+			}
 
 			for (size_t i = 0; i < nw; i++) {
 				uint64_t aw = i < a->n ? a->w[i] : 0;
@@ -1791,11 +1903,16 @@ static void report(struct lg *g)
 		fprintf(f, ",\"proto\":\"%s\",\"url\":",
 			g->o.proto == PROTO_NATS ? "nats" : "parley");
 		json_string(f, g->o.ep.url);
-		fputs(",\"sub_url\":", f);
-		json_string(f, g->o.sub_ep.url);
+		fputs(",\"sub_urls\":[", f);
+		for (int i = 0; i < g->o.n_sub_ep; i++) {
+			if (i)
+				fputc(',', f);
+			json_string(f, g->o.sub_ep[i].url);
+		}
+		fputc(']', f);
 		fprintf(f,
-			",\"subs\":%d,\"pubs\":%d,\"idle\":%d,\"size\":%zu,"
-			"\"rate\":%.0f,\"window\":%" PRIu64
+			",\"subs\":%d,\"pubs\":%d,\"idle\":%d,\"topics\":%d,"
+			"\"size\":%zu,\"rate\":%.0f,\"window\":%" PRIu64
 			",\"elapsed_s\":%.3f,\"published\":%" PRIu64
 			",\"acked\":%" PRIu64 ",\"pub_errors\":%" PRIu64
 			",\"delivered\":%" PRIu64 ",\"expected\":%" PRIu64
@@ -1803,9 +1920,9 @@ static void report(struct lg *g)
 			",\"reordered\":%" PRIu64 ",\"unexpected\":%" PRIu64
 			",\"foreign\":%" PRIu64
 			",\"published_per_s\":%.0f,\"delivered_per_s\":%.0f,",
-			g->o.subs, g->o.pubs, g->o.idle, g->o.size, g->o.rate,
-			g->o.window, el, g->published, g->acked, g->pub_errors,
-			g->delivered, g->acked * (uint64_t)g->o.subs, g->lost,
+			g->o.subs, g->o.pubs, g->o.idle, g->o.topics, g->o.size,
+			g->o.rate, g->o.window, el, g->published, g->acked,
+			g->pub_errors, g->delivered, g->expected, g->lost,
 			g->dups, g->reordered, g->unexpected, g->foreign,
 			pub_rate, del_rate);
 		fprintf(f,
@@ -1842,6 +1959,8 @@ static void report(struct lg *g)
 	fprintf(f, "parley-loadgen %s %s subs=%d pubs=%d idle=%d size=%zu",
 		g->o.proto == PROTO_NATS ? "nats" : "parley", g->o.ep.url,
 		g->o.subs, g->o.pubs, g->o.idle, g->o.size);
+	if (g->o.topics > 1)
+		fprintf(f, " topics=%d", g->o.topics);
 	if (g->o.rate > 0)
 		fprintf(f, " rate=%.0f/s", g->o.rate);
 	else
@@ -1855,7 +1974,7 @@ static void report(struct lg *g)
 		fprintf(f,
 			"  delivered   %12" PRIu64
 			"  %12.0f /s   expected %" PRIu64 "\n",
-			g->delivered, del_rate, g->acked * (uint64_t)g->o.subs);
+			g->delivered, del_rate, g->expected);
 		fprintf(f,
 			"  lost %" PRIu64 "  duplicated %" PRIu64
 			"  reordered %" PRIu64 "  unexpected %" PRIu64
@@ -1907,10 +2026,14 @@ static void usage(FILE *f)
 	    "  --proto parley|nats   protocol (default parley)\n"
 	    "  --url ws://127.0.0.1:PORT/ws   loopback only\n"
 	    "  --sub-url URL         subscribers connect here instead (a\n"
-	    "                        federated peer, another instance)\n"
+	    "                        federated peer, another instance);\n"
+	    "                        repeated: round robin over them\n"
 	    "  --subs K              subscribers (default 1)\n"
 	    "  --pubs P              publishers (default 1, 0 with --subs 0)\n"
 	    "  --topic T             topic (default bench/t; NATS: / -> .)\n"
+	    "  --topics N            many-topics: T/0 .. T/N-1; subscriber j\n"
+	    "                        holds T/(j mod N), publishers spread\n"
+	    "                        their messages over all N\n"
 	    "  --size BYTES          body size (default 200)\n"
 	    "  --rate N              publishes/s in total, 0 = open (default)\n"
 	    "  --duration S          publishing time bound (default 5)\n"
@@ -1918,6 +2041,9 @@ static void usage(FILE *f)
 	    "  --window W            un-acked publishes per publisher "
 	    "(default 1000)\n"
 	    "  --drain S             wait for deliveries after (default 2)\n"
+	    "  --settle S            wait after setup before publishing\n"
+	    "                        (subscriptions crossing links; default "
+	    "0)\n"
 	    "  --idle N              hold N idle connections open\n"
 	    "  --token TOKEN         parley: Bearer token; NATS: auth_token\n"
 	    "  --pid PID[,PID]       server processes to sample in /proc\n"
@@ -2003,6 +2129,7 @@ static void parse_opts(struct opts *o, int argc, char **argv)
 	    {"duration", 1, 0, 'd'}, {"count", 1, 0, 'n'},
 	    {"window", 1, 0, 'w'},   {"drain", 1, 0, 'D'},
 	    {"idle", 1, 0, 'i'},     {"token", 1, 0, 'T'},
+	    {"topics", 1, 0, 'N'},   {"settle", 1, 0, 'S'},
 	    {"pid", 1, 0, 'x'},	     {"label", 1, 0, 'l'},
 	    {"json", 0, 0, 'j'},     {"check", 0, 0, 'c'},
 	    {"help", 0, 0, 'h'},     {0, 0, 0, 0}};
@@ -2012,6 +2139,7 @@ static void parse_opts(struct opts *o, int argc, char **argv)
 	snprintf(o->topic, sizeof o->topic, "bench/t");
 	o->subs = 1;
 	o->pubs = 1;
+	o->topics = 1;
 	o->size = 200;
 	o->duration = 5;
 	o->drain = 2;
@@ -2030,8 +2158,11 @@ static void parse_opts(struct opts *o, int argc, char **argv)
 			snprintf(o->ep.url, sizeof o->ep.url, "%s", optarg);
 			break;
 		case 'U':
-			snprintf(o->sub_ep.url, sizeof o->sub_ep.url, "%s",
-				 optarg);
+			if (o->n_sub_ep == MAX_SUB_URLS)
+				die("at most %d --sub-url", MAX_SUB_URLS);
+			snprintf(o->sub_ep[o->n_sub_ep].url,
+				 sizeof o->sub_ep[0].url, "%s", optarg);
+			o->n_sub_ep++;
 			break;
 		case 'k':
 			o->subs = (int)num_arg("--subs", optarg, 0, 100000);
@@ -2049,6 +2180,12 @@ static void parse_opts(struct opts *o, int argc, char **argv)
 			break;
 		case 's':
 			o->size = (size_t)num_arg("--size", optarg, 1, 1 << 20);
+			break;
+		case 'N':
+			o->topics = (int)num_arg("--topics", optarg, 1, 100000);
+			break;
+		case 'S':
+			o->settle = num_arg("--settle", optarg, 0, 60);
 			break;
 		case 'r':
 			o->rate = num_arg("--rate", optarg, 0, 1e8);
@@ -2115,10 +2252,12 @@ static void parse_opts(struct opts *o, int argc, char **argv)
 	if (!o->subs && !o->pubs && !o->idle)
 		die("nothing to do: give --subs, --pubs or --idle");
 	parse_url(&o->ep, o->proto);
-	if (o->sub_ep.url[0])
-		parse_url(&o->sub_ep, o->proto);
-	else
-		o->sub_ep = o->ep;
+	for (int i = 0; i < o->n_sub_ep; i++)
+		parse_url(&o->sub_ep[i], o->proto);
+	if (!o->n_sub_ep) {
+		o->sub_ep[0] = o->ep;
+		o->n_sub_ep = 1;
+	}
 	snprintf(o->subject, sizeof o->subject, "%s", o->topic);
 	for (char *s = o->subject; *s; s++)
 		if (*s == '/')
@@ -2235,6 +2374,12 @@ static int bench(struct lg *g)
 	if (!connect_phase(g, g->n_conns)) {
 		g->setup_failed = true;
 		return 2;
+	}
+	if (g->o.settle > 0) {
+		/* Subscriptions travel over federation and leaf links after
+		 * they are confirmed: let them arrive before publishing. */
+		g->phase = PH_HOLD;
+		run_loop(g, mono_ns() + (int64_t)(g->o.settle * NS), never);
 	}
 	now = mono_ns();
 	g->t_start = now;
