@@ -1,10 +1,28 @@
 #!/usr/bin/env bash
-# run.sh: parley beside NATS over WebSocket, measured with parley-loadgen
-# (issue 2's figures). Starts a fresh parleyd and a fresh nats-server on free
-# loopback ports for every measurement (so peak RSS belongs to one
-# workload), server pinned to one core and load generator to the other,
-# rounds interleaved, medians reported. Everything is bounded in time;
-# servers are stopped on exit.
+# run.sh: parley beside NATS over WebSocket, measured with parley-loadgen.
+# Starts fresh servers on free loopback ports for every measurement (so
+# peak RSS belongs to one workload), servers pinned to one core and the
+# load generator to the other, rounds interleaved, medians reported.
+# Everything is bounded in time; servers are stopped on exit.
+#
+# Workloads (200-byte bodies; open throttle unless a rate is given):
+#   fanout1 fanout100 fanout1000   1 publisher -> K subscribers, one hub
+#   topics       1,000 topics, one subscriber each, 4 publishers spread
+#                over them
+#   lat1 lat100  fixed rate: 5,000 msg/s to 1, 200 msg/s to 100
+#   fed1 fed100  publisher on node A, K subscribers on node B, one mTLS
+#                link (NATS: a leaf node linked to its hub over mutual
+#                TLS, publisher on the leaf)
+#   fedlat1      fed1 at 5,000 msg/s
+#   chain100     A -> B -> C, subscribers on C (NATS: leaf -> hub -> leaf)
+#   cluster1     two instances on one Redis, publisher on the first, its
+#                subscriber on the second: every message crosses Redis
+#                (NATS: a two-server cluster, across the route)
+#   cluster100   the same, 100 subscribers split across both instances
+#   (for every multi-process setup the table also gives each process's
+#   CPU seconds per million deliveries)
+#   idle         IDLE connections held open: RSS per connection
+# Certificates for the federated setups come from deploy/gen-certs.sh.
 #
 #   tests/bench/run.sh            full comparison, prints a table and writes
 #                                 results.json
@@ -22,10 +40,12 @@
 #   NATS_SERVER  nats-server binary (default: nats-server on PATH)
 #   ROUNDS       rounds (default 3; smoke 1)
 #   DURATION     seconds per throughput/latency run (default 5)
-#   IDLE         idle connections held (default 1000)
+#   IDLE         idle connections held (default 10000; smoke 100); the
+#                script raises its file limit to the hard limit
 #   RESULTS      JSON output (default tests/bench/results.json)
 #   SERVER_CPU / LOADGEN_CPU   cores to pin to (default 0 / 1)
-#   WORKLOADS    subset, e.g. "fanout1 lat1" (default: all)
+#   WORKLOADS    subset, e.g. "fanout1 lat1" (default: all; smoke: all
+#                but fanout1000, fed100 and fedlat1)
 #   NICE         e.g. -10: on a machine shared with other work, run server
 #                and loadgen each in a session of its own whose autogroup
 #                gets that nice level (with sched_autogroup, plain nice only
@@ -68,24 +88,24 @@ if [[ $MODE == smoke ]]; then
 	ROUNDS=${ROUNDS:-1}
 	DURATION=${DURATION:-1}
 	IDLE=${IDLE:-100}
+	WORKLOADS=${WORKLOADS:-fanout1 fanout100 topics lat1 lat100 fed1 chain100 cluster100 idle}
 else
 	ROUNDS=${ROUNDS:-3}
 	DURATION=${DURATION:-5}
-	IDLE=${IDLE:-1000}
+	IDLE=${IDLE:-10000}
+	WORKLOADS=${WORKLOADS:-fanout1 fanout100 fanout1000 topics lat1 lat100 fed1 fed100 fedlat1 chain100 cluster1 cluster100 idle}
 fi
 RESULTS=${RESULTS:-$HERE/results.json}
 PARLEYD=${PARLEYD:-$ROOT/build/server/parleyd}
 NATS_SERVER=${NATS_SERVER:-nats-server}
 SERVER_CPU=${SERVER_CPU:-0}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
-WORKLOADS=${WORKLOADS:-fanout1 fanout100 lat1 lat100 idle}
 TOKEN=bench-token
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/parley-bench.XXXXXX")
-SRV_PID=
 cleanup() {
 	local rc=$?
-	stop_server
+	stop_setup
 	if [[ ${KEEP:-0} == 1 ]]; then
 		echo "work directory kept: $WORK" >&2
 	else
@@ -103,6 +123,9 @@ fail() {
 }
 
 # ---- tools ----
+
+PY=$(command -v python3 || true)
+[[ -n $PY ]] || fail "python3 is needed (link checks, the summary)"
 
 # Not needed to re-render a summary.
 if [[ -z $SUMMARIZE ]]; then
@@ -155,8 +178,29 @@ if [[ -z $SUMMARIZE ]]; then
 fi
 
 # ---- servers ----
+#
+# A setup is every server process one measurement needs: one hub (single),
+# two federated nodes (fed), a chain of three (chain), or two instances of
+# one node with their Redis (cluster). NATS's counterparts: one server, a
+# leaf node linked to a hub over mutual TLS, a leaf -> hub -> leaf chain,
+# and a two-server cluster. Every server process goes on SERVER_CPU.
 
-# Prints a port that nothing listens on (the server start retries on a
+SETUP_PIDS=()  # Processes of the current setup.
+SETUP_NAMES=() # Their roles, for the per-process CPU figures.
+PUB_URL=
+SUB_URLS=()
+
+# Prints the kind of setup workload $1 needs.
+setup_of() {
+	case $1 in
+	fed*) echo fed ;;
+	chain*) echo chain ;;
+	cluster*) echo cluster ;;
+	*) echo single ;;
+	esac
+}
+
+# Prints a port that nothing listens on (the setup start retries on a
 # race).
 free_port() {
 	local p
@@ -183,14 +227,56 @@ wait_port() {
 	return 1
 }
 
+# Waits up to 10 s until at least $3 lines of http://127.0.0.1:$1$2
+# match the extended regex $4 (a link up, Redis reachable).
+wait_http() {
+	"$PY" - "http://127.0.0.1:$1$2" "$3" "$4" <<'EOF'
+import re, sys, time, urllib.request
+url, want, rx = sys.argv[1], int(sys.argv[2]), re.compile(sys.argv[3])
+end = time.monotonic() + 10
+while time.monotonic() < end:
+    try:
+        body = urllib.request.urlopen(url, timeout=2).read().decode()
+        if sum(1 for l in body.splitlines() if rx.search(l)) >= want:
+            sys.exit(0)
+    except OSError:
+        pass
+    time.sleep(0.05)
+sys.exit(1)
+EOF
+}
+
+# Starts process $1 (a role name) running "$@" pinned, logging to
+# $WORK/$1.log.
+spawn() {
+	local name=$1
+	shift
+	"${PIN_SRV[@]}" "$@" >"$WORK/$name.log" 2>&1 &
+	SETUP_PIDS+=($!)
+	SETUP_NAMES+=("$name")
+}
+
+# Certificates for the federated setups, made once by deploy/gen-certs.sh
+# (a.bench, b.bench, c.bench for parley; localhost for NATS's leaf TLS).
+certs() {
+	[[ -e $WORK/certs/ca.pem ]] && return 0
+	"$ROOT/deploy/gen-certs.sh" "$WORK/certs" a.bench b.bench c.bench localhost \
+		>"$WORK/gen-certs.log" 2>&1 || {
+		cat "$WORK/gen-certs.log" >&2
+		fail "deploy/gen-certs.sh failed"
+	}
+}
+
+# Writes $WORK/$1.json: node $2 on client port $3, with the extra
+# top-level JSON members $4 (federation, redis), if any.
 write_parley_config() {
 	local sha
 	sha=$(printf %s "$TOKEN" | sha256sum | cut -d' ' -f1)
-	cat >"$WORK/parley.json" <<EOF
+	cat >"$WORK/$1.json" <<EOF
 {
-  "node": "bench.local",
+  "node": "$2",
   "log_level": "info",
-  "listen": { "host": "127.0.0.1", "port": $1, "path": "/ws" },
+  "listen": { "host": "127.0.0.1", "port": $3, "path": "/ws" },
   "history": { "length": 1000 },
   "auth": {
     "anonymous": { "subscribe": ["bench/#"], "publish": [] },
@@ -198,7 +284,8 @@ write_parley_config() {
       { "user": "bench", "token_sha256": "$sha",
         "subscribe": ["bench/#"], "publish": ["bench/#"] }
     ]
-  },
+  },${4:+
+  $4,}
   "limits": {
     "max_frame_bytes": 65536,
     "max_subscriptions": 256,
@@ -214,56 +301,205 @@ write_parley_config() {
 EOF
 }
 
+# The federation member for node $1 (a letter) on port $2, linked with
+# the nodes "letter:port" in $3...
+fed_json() {
+	local me=$1 port=$2 peers="" sep="" p
+	shift 2
+	for p in "$@"; do
+		peers+="$sep{ \"name\": \"${p%%:*}.bench\", \"url\": \"wss://127.0.0.1:${p##*:}/fed\", \"export\": [\"bench/#\"], \"import\": [\"bench/#\"] }"
+		sep=", "
+	done
+	printf '"federation": { "listen": { "host": "127.0.0.1", "port": %s }, "ca": "%s", "cert": "%s", "key": "%s", "state_file": "%s", "peers": [ %s ] }' \
+		"$port" "$WORK/certs/ca.pem" "$WORK/certs/$me.bench.pem" \
+		"$WORK/certs/$me.bench.key" "$WORK/$me.fedstate" "$peers"
+}
+
+# Starts parleyd with config $WORK/$1.json as role $1.
+spawn_parley() {
+	spawn "$1" "$PARLEYD" -c "$WORK/$1.json"
+}
+
+# Writes $WORK/$1.conf for nats-server with its WebSocket on port $2,
+# monitoring on $3, and the extra configuration text $4.
 write_nats_config() {
-	cat >"$WORK/nats.conf" <<EOF
+	cat >"$WORK/$1.conf" <<EOF
 listen: "127.0.0.1:-1"
+http: "127.0.0.1:$3"
 max_connections: 100000
 websocket {
-  listen: "127.0.0.1:$1"
+  listen: "127.0.0.1:$2"
   no_tls: true
   compression: false
 }
+$4
 EOF
 }
 
-# Starts server $1 (parley|nats) on a free port: sets SRV_PID and SRV_URL.
-start_server() {
-	local port try
-	for try in 1 2 3 4 5; do
-		port=$(free_port)
-		if [[ $1 == parley ]]; then
-			write_parley_config "$port"
-			"${PIN_SRV[@]}" "$PARLEYD" -c "$WORK/parley.json" \
-				>"$WORK/server.log" 2>&1 &
-			SRV_URL="ws://127.0.0.1:$port/ws"
-		else
-			write_nats_config "$port"
-			"${PIN_SRV[@]}" "$NATS_SERVER" -c "$WORK/nats.conf" \
-				>"$WORK/server.log" 2>&1 &
-			SRV_URL="ws://127.0.0.1:$port/"
-		fi
-		SRV_PID=$!
-		if wait_port "$port" "$SRV_PID"; then
-			return 0
-		fi
-		stop_server
-		log "$1 did not start on port $port (try $try):"
-		tail -n 5 "$WORK/server.log" >&2 || true
-	done
-	fail "$1 would not start"
+# nats-server's leaf node TLS block (mutual: verify).
+nats_tls() {
+	echo "tls { cert_file: \"$WORK/certs/localhost.pem\", key_file: \"$WORK/certs/localhost.key\", ca_file: \"$WORK/certs/ca.pem\"${1:+, verify: true}, timeout: 5 }"
 }
 
-# Stops the current server: TERM, then KILL after 3 s.
-stop_server() {
-	[[ -n $SRV_PID ]] || return 0
-	kill -TERM "$SRV_PID" 2>/dev/null || true
+# Starts the setup of workload $1 for server $2 (parley|nats): sets
+# SETUP_PIDS, PUB_URL, SUB_URLS. Returns 1 when it did not come up.
+start_setup_once() {
+	local kind p1 p2 p3 f1 f2 f3 m1 m2 m3 lp
+	kind=$(setup_of "$1")
+	p1=$(free_port) p2=$(free_port) p3=$(free_port)
+	SUB_URLS=()
+	if [[ $2 == parley ]]; then
+		case $kind in
+		single)
+			write_parley_config hub bench.local "$p1"
+			spawn_parley hub
+			wait_port "$p1" "${SETUP_PIDS[0]}" || return 1
+			;;
+		fed | chain)
+			certs
+			f1=$(free_port) f2=$(free_port) f3=$(free_port)
+			write_parley_config a a.bench "$p1" "$(fed_json a "$f1" "b:$f2")"
+			if [[ $kind == fed ]]; then
+				write_parley_config b b.bench "$p2" "$(fed_json b "$f2" "a:$f1")"
+			else
+				write_parley_config b b.bench "$p2" "$(fed_json b "$f2" "a:$f1" "c:$f3")"
+				write_parley_config c c.bench "$p3" "$(fed_json c "$f3" "b:$f2")"
+			fi
+			spawn_parley a
+			spawn_parley b
+			[[ $kind == chain ]] && spawn_parley c
+			wait_port "$p1" "${SETUP_PIDS[0]}" || return 1
+			wait_port "$p2" "${SETUP_PIDS[1]}" || return 1
+			wait_http "$p1" /metrics 1 'parley_fed_link_up\{.*\} 1$' || return 1
+			if [[ $kind == chain ]]; then
+				wait_port "$p3" "${SETUP_PIDS[2]}" || return 1
+				wait_http "$p2" /metrics 2 'parley_fed_link_up\{.*\} 1$' || return 1
+				wait_http "$p3" /metrics 1 'parley_fed_link_up\{.*\} 1$' || return 1
+			else
+				wait_http "$p2" /metrics 1 'parley_fed_link_up\{.*\} 1$' || return 1
+			fi
+			;;
+		cluster)
+			command -v redis-server >/dev/null ||
+				fail "redis-server not found: apt-get install -y redis-server"
+			spawn redis redis-server --bind 127.0.0.1 --port "$p3" \
+				--save "" --appendonly no --dir "$WORK"
+			wait_port "$p3" "${SETUP_PIDS[0]}" || return 1
+			local r="\"redis\": { \"host\": \"127.0.0.1\", \"port\": $p3, \"prefix\": \"bench\" }"
+			write_parley_config i1 bench.local "$p1" "$r"
+			write_parley_config i2 bench.local "$p2" "$r"
+			spawn_parley i1
+			spawn_parley i2
+			wait_port "$p1" "${SETUP_PIDS[1]}" || return 1
+			wait_port "$p2" "${SETUP_PIDS[2]}" || return 1
+			wait_http "$p1" /metrics 1 '^parley_redis_up 1$' || return 1
+			wait_http "$p2" /metrics 1 '^parley_redis_up 1$' || return 1
+			;;
+		esac
+		PUB_URL="ws://127.0.0.1:$p1/ws"
+		case $kind in
+		single) SUB_URLS=("$PUB_URL") ;;
+		fed) SUB_URLS=("ws://127.0.0.1:$p2/ws") ;;
+		chain) SUB_URLS=("ws://127.0.0.1:$p3/ws") ;;
+		cluster)
+			# cluster1: every message crosses Redis to the other
+			# instance; else subscribers are split.
+			SUB_URLS=("ws://127.0.0.1:$p2/ws")
+			[[ $1 == cluster1 ]] || SUB_URLS=("$PUB_URL" "${SUB_URLS[@]}")
+			;;
+		esac
+		return 0
+	fi
+	m1=$(free_port) m2=$(free_port) m3=$(free_port) lp=$(free_port)
+	case $kind in
+	single)
+		write_nats_config nats "$p1" "$m1" ""
+		spawn nats "$NATS_SERVER" -c "$WORK/nats.conf"
+		wait_port "$p1" "${SETUP_PIDS[0]}" || return 1
+		SUB_URLS=("ws://127.0.0.1:$p1/")
+		;;
+	fed | chain)
+		# The leaf (publisher side) dials the hub, as a parley node dials
+		# its peer; chain: a second leaf holds the subscribers.
+		certs
+		write_nats_config hub "$p2" "$m2" "leafnodes { listen: \"127.0.0.1:$lp\"
+  $(nats_tls verify) }"
+		write_nats_config leaf "$p1" "$m1" "leafnodes { remotes [ { url: \"tls://localhost:$lp\"
+  $(nats_tls) } ] }"
+		spawn hub "$NATS_SERVER" -c "$WORK/hub.conf"
+		wait_port "$p2" "${SETUP_PIDS[0]}" || return 1
+		spawn leaf "$NATS_SERVER" -c "$WORK/leaf.conf"
+		wait_port "$p1" "${SETUP_PIDS[1]}" || return 1
+		if [[ $kind == chain ]]; then
+			write_nats_config leaf2 "$p3" "$m3" "leafnodes { remotes [ { url: \"tls://localhost:$lp\"
+  $(nats_tls) } ] }"
+			spawn leaf2 "$NATS_SERVER" -c "$WORK/leaf2.conf"
+			wait_port "$p3" "${SETUP_PIDS[2]}" || return 1
+			wait_http "$m2" /leafz 1 '"leafnodes": *2' || return 1
+			SUB_URLS=("ws://127.0.0.1:$p3/")
+		else
+			wait_http "$m2" /leafz 1 '"leafnodes": *1' || return 1
+			SUB_URLS=("ws://127.0.0.1:$p2/")
+		fi
+		;;
+	cluster)
+		local r1 r2
+		r1=$(free_port) r2=$(free_port)
+		write_nats_config n1 "$p1" "$m1" "cluster { name: bench, listen: \"127.0.0.1:$r1\", routes: [\"nats-route://127.0.0.1:$r2\"] }"
+		write_nats_config n2 "$p2" "$m2" "cluster { name: bench, listen: \"127.0.0.1:$r2\", routes: [\"nats-route://127.0.0.1:$r1\"] }"
+		spawn n1 "$NATS_SERVER" -c "$WORK/n1.conf"
+		spawn n2 "$NATS_SERVER" -c "$WORK/n2.conf"
+		wait_port "$p1" "${SETUP_PIDS[0]}" || return 1
+		wait_port "$p2" "${SETUP_PIDS[1]}" || return 1
+		wait_http "$m1" /routez 1 '"num_routes": *[1-9]' || return 1
+		SUB_URLS=("ws://127.0.0.1:$p2/")
+		[[ $1 == cluster1 ]] || SUB_URLS=("ws://127.0.0.1:$p1/" "${SUB_URLS[@]}")
+		;;
+	esac
+	PUB_URL="ws://127.0.0.1:$p1/"
+	return 0
+}
+
+# start_setup_once with retries (a port taken in between, a slow start).
+start_setup() {
+	local try
+	for try in 1 2 3; do
+		start_setup_once "$@" && return 0
+		log "$2 setup for $1 did not come up (try $try):"
+		for n in "${SETUP_NAMES[@]}"; do
+			tail -n 5 "$WORK/$n.log" >&2 2>/dev/null || true
+		done
+		stop_setup
+	done
+	fail "$2 setup for $1 would not start"
+}
+
+# Stops every process of the setup: TERM, then KILL after 3 s.
+stop_setup() {
+	local pid
+	((${#SETUP_PIDS[@]})) || return 0
+	kill -TERM "${SETUP_PIDS[@]}" 2>/dev/null || true
 	for _ in $(seq 60); do
-		kill -0 "$SRV_PID" 2>/dev/null || break
+		pid=
+		for p in "${SETUP_PIDS[@]}"; do
+			kill -0 "$p" 2>/dev/null && pid=$p
+		done
+		[[ -n $pid ]] || break
 		sleep 0.05
 	done
-	kill -KILL "$SRV_PID" 2>/dev/null || true
-	wait "$SRV_PID" 2>/dev/null || true
-	SRV_PID=
+	kill -KILL "${SETUP_PIDS[@]}" 2>/dev/null || true
+	for p in "${SETUP_PIDS[@]}"; do
+		wait "$p" 2>/dev/null || true
+	done
+	SETUP_PIDS=()
+	SETUP_NAMES=()
+	rm -f "$WORK"/*.fedstate
+}
+
+# Prints the CPU seconds (user + system) process $1 has used.
+proc_cpu() {
+	awk -v t="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13) / t }' \
+		"/proc/$1/stat" 2>/dev/null || echo 0
 }
 
 # ---- workloads ----
@@ -272,16 +508,25 @@ stop_server() {
 workload_args() {
 	local d=$DURATION
 	case "$1:$MODE" in
-	fanout1:full) echo "--subs 1 --rate 0 --duration $d" ;;
-	fanout100:full) echo "--subs 100 --rate 0 --duration $d" ;;
-	fanout1:smoke) echo "--subs 1 --rate 0 --duration $d --count 50000" ;;
-	fanout100:smoke) echo "--subs 100 --rate 0 --duration $d --count 5000" ;;
+	fanout1:full | fed1:full | cluster1:full) echo "--subs 1 --rate 0 --duration $d" ;;
+	fanout100:full | fed100:full | chain100:full | cluster100:full)
+		echo "--subs 100 --rate 0 --duration $d" ;;
+	fanout1000:full) echo "--subs 1000 --rate 0 --duration $d" ;;
+	topics:full) echo "--subs 1000 --pubs 4 --topics 1000 --rate 0 --duration $d" ;;
+	fanout1:smoke | fed1:smoke | cluster1:smoke) echo "--subs 1 --rate 0 --duration $d --count 50000" ;;
+	fanout100:smoke | fed100:smoke | chain100:smoke | cluster100:smoke)
+		echo "--subs 100 --rate 0 --duration $d --count 5000" ;;
+	fanout1000:smoke) echo "--subs 1000 --rate 0 --duration $d --count 500" ;;
+	topics:smoke) echo "--subs 100 --pubs 4 --topics 100 --rate 0 --duration $d --count 20000" ;;
 	lat1:*) echo "--subs 1 --rate 5000 --duration $d" ;;
 	lat100:*) echo "--subs 100 --rate 200 --duration $d" ;;
+	fedlat1:*) echo "--subs 1 --rate 5000 --duration $d" ;;
 	idle:full) echo "--subs 0 --idle $IDLE --duration 2" ;;
 	idle:smoke) echo "--subs 0 --idle $IDLE --duration 0.5" ;;
 	*) fail "unknown workload $1" ;;
 	esac
+	# Subscriptions cross links and routes after they are confirmed.
+	[[ $(setup_of "$1") == single ]] || echo "--settle 1"
 }
 
 RAW=$WORK/raw.jsonl
@@ -290,32 +535,53 @@ FAILED=0
 
 # Runs workload $1 against server $2 in round $3; appends one JSON line.
 run_one() {
-	local wl=$1 srv=$2 round=$3 out rc=0 alive=true errs tok=() load
+	local wl=$1 srv=$2 round=$3 out rc=0 alive=true errs=0 tok=() load
+	local subs=() cpu0=() names=() pcpu="" i n
 	load=$(cut -d' ' -f1 /proc/loadavg)
-	start_server "$srv"
+	start_setup "$wl" "$srv"
 	if [[ $srv == parley ]]; then
 		tok=(--token "$TOKEN")
 	fi
+	for u in "${SUB_URLS[@]}"; do
+		subs+=(--sub-url "$u")
+	done
+	for i in "${!SETUP_PIDS[@]}"; do
+		cpu0+=("$(proc_cpu "${SETUP_PIDS[$i]}")")
+	done
 	# shellcheck disable=SC2046
-	out=$("${PIN_LG[@]}" "$LOADGEN" --proto "$srv" --url "$SRV_URL" \
-		"${tok[@]}" --pid "$SRV_PID" --size 200 --json --check \
+	out=$("${PIN_LG[@]}" "$LOADGEN" --proto "$srv" --url "$PUB_URL" "${subs[@]}" \
+		"${tok[@]}" --pid "$(
+			IFS=,
+			echo "${SETUP_PIDS[*]}"
+		)" --size 200 --json --check \
 		--label "$wl" $(workload_args "$wl")) || rc=$?
-	kill -0 "$SRV_PID" 2>/dev/null || alive=false
-	errs=$(grep -c 'level=error' "$WORK/server.log" || true)
-	stop_server
+	for i in "${!SETUP_PIDS[@]}"; do
+		kill -0 "${SETUP_PIDS[$i]}" 2>/dev/null || alive=false
+		n=$(awk -v a="${cpu0[$i]}" -v b="$(proc_cpu "${SETUP_PIDS[$i]}")" 'BEGIN { printf "%.3f", b - a }')
+		pcpu+="${pcpu:+,}\"${SETUP_NAMES[$i]}\":$n"
+		if [[ $srv == parley ]]; then
+			errs=$((errs + $(grep -c 'level=error' "$WORK/${SETUP_NAMES[$i]}.log" || true)))
+		fi
+	done
+	names=("${SETUP_NAMES[@]}")
+	if [[ $rc != 0 || $alive != true ]]; then
+		for n in "${names[@]}"; do
+			cp "$WORK/$n.log" "$WORK/$n-$wl-$srv-$round.log"
+		done
+	fi
+	stop_setup
 	if [[ -z $out ]]; then
 		out='{"label":"'$wl'","setup_failed":true}'
 	fi
-	# Annotate with round, server, exit status and server health.
+	# Annotate with round, server, exit status, server health and the
+	# CPU seconds of each server process during the run.
 	out=${out%\}}
-	echo "$out,\"server\":\"$srv\",\"round\":$round,\"rc\":$rc,\"server_alive\":$alive,\"server_log_errors\":${errs:-0},\"loadavg\":$load}" >>"$RAW"
+	echo "$out,\"server\":\"$srv\",\"round\":$round,\"rc\":$rc,\"server_alive\":$alive,\"server_log_errors\":${errs:-0},\"loadavg\":$load,\"proc_cpu_s\":{$pcpu}}" >>"$RAW"
 	if ((rc != 0)) || [[ $alive != true ]]; then
-		log "$wl/$srv round $round: loadgen exit $rc, server alive: $alive"
-		if [[ $alive != true ]] && grep -q 'signal=15' "$WORK/server.log"; then
-			log "the server got a SIGTERM run.sh did not send (another process killed it?)"
-		fi
-		cp "$WORK/server.log" "$WORK/server-$wl-$srv-$round.log"
-		tail -n 20 "$WORK/server.log" >&2 || true
+		log "$wl/$srv round $round: loadgen exit $rc, servers alive: $alive (logs: $WORK/*-$wl-$srv-$round.log)"
+		for n in "${names[@]}"; do
+			tail -n 20 "$WORK/$n-$wl-$srv-$round.log" >&2 2>/dev/null || true
+		done
 		if [[ $srv == parley ]]; then
 			FAILED=1
 		fi
@@ -363,8 +629,6 @@ fi
 
 # ---- summary ----
 
-PY=$(command -v python3 || true)
-[[ -n $PY ]] || fail "python3 is needed for the summary (raw results: $RAW)"
 "$PY" - "$RAW" "$RESULTS" "$ROUNDS" "$LOAD_BEFORE" "$LOAD_AFTER" \
 	"$("$NATS_SERVER" --version 2>&1 | head -n1)" "$PARLEYD" <<'EOF'
 import json, os, platform, statistics, subprocess, sys, time
@@ -431,8 +695,16 @@ def fmt(v, kind):
 
 TITLES = {"fanout1": "fan-out K=1, open throttle",
           "fanout100": "fan-out K=100, open throttle",
+          "fanout1000": "fan-out K=1000, open throttle",
+          "topics": "many-topics: 1,000 topics x 1 subscriber, 4 publishers",
           "lat1": "latency K=1 at 5,000 msg/s",
           "lat100": "latency K=100 at 200 msg/s",
+          "fed1": "federated K=1 (parley: A -> B over mTLS; nats: leaf -> hub over mTLS)",
+          "fed100": "federated K=100 (same setups)",
+          "fedlat1": "federated K=1 at 5,000 msg/s",
+          "chain100": "federated chain K=100 (parley: A -> B -> C; nats: leaf -> hub -> leaf)",
+          "cluster1": "cluster K=1 across instances (parley: i1 -> Redis -> i2; nats: n1 -> route -> n2)",
+          "cluster100": "cluster K=100 split over 2 instances (parley: + Redis; nats: 2-server cluster)",
           "idle": "idle connections"}
 ROWS = {
     "fanout": [("deliveries/s", "delivered_per_s", "rate"),
@@ -468,7 +740,7 @@ print()
 print(f"{'workload / metric':<44} {'parley':>12} {'nats':>12}")
 print("-" * 70)
 for wl in summary:
-    kind = "fanout" if wl.startswith("fanout") else "lat" if wl.startswith("lat") else "idle"
+    kind = "idle" if wl == "idle" else "lat" if "lat" in wl else "fanout"
     title = TITLES.get(wl, wl)
     if wl == "idle":
         n = next((r.get("idle") for r in runs if r["label"] == "idle"), None)
@@ -487,6 +759,19 @@ for wl in summary:
         s = summary[wl].get(srv)
         if s and (s["lost_total"] or s["duplicated_total"] or s["failed_runs"]):
             lossy.append(f"{srv}: lost {s['lost_total']}, duplicated {s['duplicated_total']}, failed runs {s['failed_runs']}")
+    procs = []
+    for srv in ("parley", "nats"):
+        rs = [r for r in runs if r["label"] == wl and r["server"] == srv and r.get("delivered")]
+        names = sorted({n for r in rs for n in r.get("proc_cpu_s", {})})
+        if len(names) < 2:
+            continue
+        parts = []
+        for n in names:
+            v = med([r["proc_cpu_s"][n] / r["delivered"] * 1e6 for r in rs if n in r.get("proc_cpu_s", {})])
+            parts.append(f"{n} {v:.3f}" if v is not None else f"{n} -")
+        procs.append(f"{srv}: " + ", ".join(parts))
+    for p in procs:
+        print(f"  CPU-s per 1M deliveries by process, {p}")
     if kind != "idle":
         print(f"  {'lost / duplicated (all rounds)':<42} " +
               " ".join(f"{(str(summary[wl][s]['lost_total'])+' / '+str(summary[wl][s]['duplicated_total'])) if s in summary[wl] else '-':>12}"
