@@ -63,7 +63,9 @@ static const char store_script[] =
     "seq..'-1', 'm', rec, 'p', prev)\n"
     "redis.call('XADD', p..':log', 'MAXLEN', '~', ARGV[8], seq..'-1', "
     "'m', rec, 'path', ARGV[6], 't', topic)\n"
-    "redis.call('SADD', p..':topics', topic)\n"
+    /* A topic enters P:last and P:topics in the same script, so only
+     * its first message needs the SADD. */
+    "if prev == '0' then redis.call('SADD', p..':topics', topic) end\n"
     "redis.call('PUBLISH', p..':c:'..topic, seq..'\\n'..ARGV[6]..'\\n'..rec)\n"
     "return seq\n";
 
