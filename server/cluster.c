@@ -1,7 +1,8 @@
 /* cluster.c: cluster mode on Redis (see cluster.h). Keys, all under the
  * configured prefix P:
  *   P:seq          node-wide sequence number (INCR)
- *   P:mid:<mid>    dedup marker, expires after a day
+ *   P:mid:<mid>    dedup marker of a message from a peer, expires after
+ *                  a day
  *   P:last         hash: topic -> seq of its newest message
  *   P:t:<topic>    stream per topic, ids "<seq>-1", fields m (the client
  *                  frame's JSON) and p (seq of the topic's previous
@@ -42,32 +43,77 @@
 /* Seconds a stored mid is remembered for dedup. */
 #define MID_TTL_S 86400
 
-/* Stores one message atomically; see the comment at the top. Returns its
- * seq, or 0 when the mid was already stored. */
+/* Messages stored by one script call: what one loop pass accepted, up to
+ * these bounds. */
+#define BATCH_MAX   64
+#define BATCH_BYTES (1024 * 1024)
+/* Script arguments before the messages, and per message. */
+#define BATCH_FIXED 9 /* EVALSHA sha 0 prefix hlen loglen ttl epoch count */
+#define PER_MSG	    7 /* topic mid head tail path peer peer_cursor */
+
+/* Stores a batch of messages atomically, in order; see the comment at the
+ * top. ARGV: prefix, history length, log length, mid TTL, epoch, count,
+ * then per message topic, mid, the client frame around its cursor's seq
+ * digits (head, tail), path JSON, and the peer and its cursor ('' when
+ * not from a peer). Returns one integer per message: its seq, or 0 when
+ * the mid was already stored. One call per batch rather than per message:
+ * the call itself cost Redis about as much as the stores in it. */
 static const char store_script[] =
-    "local p, topic, mid = ARGV[1], ARGV[2], ARGV[3]\n"
-    "if redis.call('GET', p..':epoch') ~= ARGV[10] then "
+    "local p, n = ARGV[1], tonumber(ARGV[6])\n"
+    "if redis.call('GET', p..':epoch') ~= ARGV[5] then "
     "return redis.error_reply('EPOCH changed') end\n"
-    "if ARGV[11] ~= '' then redis.call('HSET', p..':fedcursor', ARGV[11], "
-    "ARGV[12]) end\n"
-    "if not redis.call('SET', p..':mid:'..mid, '1', 'NX', 'EX', ARGV[9]) "
-    "then return 0 end\n"
+    "local d, out = '0123456789abcdefghijklmnopqrstuvwxyz', {}\n"
+    "for i = 1, n do\n"
+    "local a = 6 + (i - 1) * 7\n"
+    "local topic, mid, path = ARGV[a + 1], ARGV[a + 2], ARGV[a + 5]\n"
+    /* Only a peer's message can arrive twice (two routes, a gateway
+     * taking over): this node's own mids are unique by construction and
+     * stored once each, so they need no marker key. */
+    "local dup = false\n"
+    "if ARGV[a + 6] ~= '' then redis.call('HSET', p..':fedcursor', "
+    "ARGV[a + 6], ARGV[a + 7])\n"
+    "dup = not redis.call('SET', p..':mid:'..mid, '1', 'NX', 'EX', ARGV[4]) "
+    "end\n"
+    "if dup then out[i] = 0 else\n"
     "local seq = redis.call('INCR', p..':seq')\n"
-    "local d, n, s = '0123456789abcdefghijklmnopqrstuvwxyz', seq, ''\n"
-    "repeat local r = n % 36; s = string.sub(d, r + 1, r + 1)..s; "
-    "n = math.floor(n / 36) until n == 0\n"
-    "local rec = ARGV[4]..s..ARGV[5]\n"
+    "local v, s = seq, ''\n"
+    "repeat local r = v % 36; s = string.sub(d, r + 1, r + 1)..s; "
+    "v = math.floor(v / 36) until v == 0\n"
+    "local rec = ARGV[a + 3]..s..ARGV[a + 4]\n"
     "local prev = redis.call('HGET', p..':last', topic) or '0'\n"
     "redis.call('HSET', p..':last', topic, seq)\n"
-    "redis.call('XADD', p..':t:'..topic, 'MAXLEN', '~', ARGV[7], "
+    "redis.call('XADD', p..':t:'..topic, 'MAXLEN', '~', ARGV[2], "
     "seq..'-1', 'm', rec, 'p', prev)\n"
-    "redis.call('XADD', p..':log', 'MAXLEN', '~', ARGV[8], seq..'-1', "
-    "'m', rec, 'path', ARGV[6], 't', topic)\n"
+    "redis.call('XADD', p..':log', 'MAXLEN', '~', ARGV[3], seq..'-1', "
+    "'m', rec, 'path', path, 't', topic)\n"
     /* A topic enters P:last and P:topics in the same script, so only
      * its first message needs the SADD. */
     "if prev == '0' then redis.call('SADD', p..':topics', topic) end\n"
-    "redis.call('PUBLISH', p..':c:'..topic, seq..'\\n'..ARGV[6]..'\\n'..rec)\n"
-    "return seq\n";
+    "redis.call('PUBLISH', p..':c:'..topic, seq..'\\n'..path..'\\n'..rec)\n"
+    "out[i] = seq\n"
+    "end\n"
+    "end\n"
+    "return out\n";
+
+/* One message of a batch: whom to tell. */
+struct store_op {
+	cluster_store_fn cb; /* Caller's callback. */
+	void *ud;	     /* Caller's data. */
+};
+
+/* The messages of one script call. */
+struct store_batch {
+	cluster_t *c;		       /* Owner. */
+	struct store_batch *next;      /* Next batch waiting to be sent. */
+	size_t n;		       /* Messages. */
+	size_t bytes;		       /* Bytes of argv. */
+	struct store_op op[BATCH_MAX]; /* Per message. */
+	int argc;		       /* Arguments in argv. */
+	char *argv[BATCH_FIXED + PER_MSG * BATCH_MAX];	/* Owned copies, kept
+							   for a NOSCRIPT
+							   retry. */
+	size_t argl[BATCH_FIXED + PER_MSG * BATCH_MAX]; /* Their lengths. */
+};
 
 struct cluster {
 	struct hub *hub;       /* Owner. */
@@ -90,7 +136,10 @@ struct cluster {
 	strmap_t *probes;      /* Nonce to struct bl_job awaiting it. */
 	uint64_t nonce;	       /* Next probe nonce. */
 	int stopping;	       /* cluster_stop was called. */
-	cluster_stats_t s;     /* Counters. */
+	struct store_batch *filling; /* Gathering this pass's stores. */
+	struct store_batch *full;    /* Filled batches not sent yet, oldest
+					first (sent before filling). */
+	cluster_stats_t s;	     /* Counters. */
 };
 
 /* ---- cursors ---- */
@@ -313,62 +362,109 @@ static void read_epoch(cluster_t *c)
 
 /* ---- storing ---- */
 
-struct store_op {
-	cluster_t *c;	     /* Owner. */
-	cluster_store_fn cb; /* Caller's callback. */
-	void *ud;	     /* Caller's data. */
-	char **argv;	     /* EVAL arguments, kept for a NOSCRIPT retry. */
-	size_t *argl;	     /* Their lengths. */
-	int argc;	     /* Count. */
-};
-
-static void store_op_free(struct store_op *op)
+static void batch_free(struct store_batch *b)
 {
-	for (int i = 0; i < op->argc; i++)
-		free(op->argv[i]);
-	free(op->argv);
-	free(op->argl);
-	free(op);
+	for (int i = 0; i < b->argc; i++)
+		free(b->argv[i]);
+	free(b);
+}
+
+/* Tells every message of the batch: rc, and seq[i] (0: a duplicate). */
+static void batch_done(struct store_batch *b, int rc, const redisReply *r)
+{
+	cluster_t *c = b->c;
+
+	for (size_t i = 0; i < b->n; i++) {
+		uint64_t seq = rc ? 0 : (uint64_t)r->element[i]->integer;
+
+		if (rc)
+			c->s.store_errors++;
+		else if (seq)
+			c->s.stored++;
+		else
+			c->s.duplicates++;
+		b->op[i].cb(c->hub, rc, seq, b->op[i].ud);
+	}
+	batch_free(b);
 }
 
 static void on_stored(rlink_t *l, redisReply *r, void *ud)
 {
-	struct store_op *op = ud;
-	cluster_t *c = op->c;
+	struct store_batch *b = ud;
+	cluster_t *c = b->c;
+	int ok;
 
 	if (r && r->type == REDIS_REPLY_ERROR &&
 	    !strncmp(r->str, "NOSCRIPT", 8)) {
 		/* Redis restarted and lost its script cache: send the script
 		 * itself this time (EVAL also caches it again). */
-		free(op->argv[0]);
-		free(op->argv[1]);
-		op->argv[0] = strdup("EVAL");
-		op->argv[1] = strdup(store_script);
-		op->argl[0] = 4;
-		op->argl[1] = sizeof store_script - 1;
-		if (op->argv[0] && op->argv[1] &&
-		    !rlink_commandv(l, on_stored, op, op->argc,
-				    (const char **)op->argv, op->argl))
+		free(b->argv[0]);
+		free(b->argv[1]);
+		b->argv[0] = strdup("EVAL");
+		b->argv[1] = strdup(store_script);
+		b->argl[0] = 4;
+		b->argl[1] = sizeof store_script - 1;
+		if (b->argv[0] && b->argv[1] &&
+		    !rlink_commandv(l, on_stored, b, b->argc,
+				    (const char **)b->argv, b->argl))
 			return;
 		r = NULL;
 	}
-	if (!r || r->type != REDIS_REPLY_INTEGER) {
-		c->s.store_errors++;
-		if (r && r->type == REDIS_REPLY_ERROR) {
-			log_error("cluster_store_failed", "error=%s",
-				  log_str(r->str));
-			if (strstr(r->str, "EPOCH"))
-				read_epoch(c);
-		}
-		op->cb(c->hub, PE_UNAVAILABLE, 0, op->ud);
-	} else if (r->integer == 0) {
-		c->s.duplicates++;
-		op->cb(c->hub, 0, 0, op->ud);
-	} else {
-		c->s.stored++;
-		op->cb(c->hub, 0, (uint64_t)r->integer, op->ud);
+	ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == b->n;
+	for (size_t i = 0; ok && i < b->n; i++)
+		ok = r->element[i] &&
+		     r->element[i]->type == REDIS_REPLY_INTEGER &&
+		     r->element[i]->integer >= 0;
+	if (!ok && r && r->type == REDIS_REPLY_ERROR) {
+		log_error("cluster_store_failed", "error=%s", log_str(r->str));
+		if (strstr(r->str, "EPOCH"))
+			read_epoch(c);
+	} else if (!ok && r) {
+		log_error("cluster_store_failed",
+			  "error=\"unexpected reply of type %d\"", r->type);
 	}
-	store_op_free(op);
+	batch_done(b, ok ? 0 : PE_UNAVAILABLE, r);
+}
+
+/* Sends one batch; when the link cannot take it, its messages fail. */
+static void batch_send(struct store_batch *b)
+{
+	if (rlink_commandv(b->c->link, on_stored, b, b->argc,
+			   (const char **)b->argv, b->argl))
+		batch_done(b, PE_UNAVAILABLE, NULL);
+}
+
+/* Sends what this pass gathered, oldest batch first. */
+static void batches_send(cluster_t *c)
+{
+	struct store_batch *b = c->full, *open = c->filling;
+
+	c->full = NULL;
+	c->filling = NULL;
+	while (b) {
+		struct store_batch *next = b->next;
+
+		batch_send(b);
+		b = next;
+	}
+	if (open)
+		batch_send(open);
+}
+
+static void on_flush(rlink_t *l, void *ud)
+{
+	(void)l;
+	batches_send(ud);
+}
+
+/* Takes ownership of s as the next argument of b. */
+static void batch_arg(struct store_batch *b, char *s)
+{
+	if (!s)
+		abort();
+	b->argv[b->argc] = s;
+	b->argl[b->argc] = strlen(s);
+	b->bytes += b->argl[b->argc++];
 }
 
 /* Splits the client frame JSON around its cursor's base-36 digits: the
@@ -415,58 +511,63 @@ static void frame_parts(const cluster_t *c, const msg_t *m, char **head,
 int cluster_store(cluster_t *c, const msg_t *m, const char *peer,
 		  const char *peer_cursor, cluster_store_fn cb, void *ud)
 {
-	struct store_op *op;
-	char num[4][32], *head, *tail, *pj;
+	struct store_batch *b = c->filling;
+	char num[32], *head, *tail, *pj;
 	json_t *path;
 
-	if (!cluster_up(c))
+	if (!cluster_up(c) || c->stopping)
 		return PE_UNAVAILABLE;
+	if (b && (b->n == BATCH_MAX || b->bytes >= BATCH_BYTES)) {
+		/* Full: it goes out first at the end of the pass. */
+		struct store_batch **tailp = &c->full;
+
+		while (*tailp)
+			tailp = &(*tailp)->next;
+		*tailp = b;
+		b = c->filling = NULL;
+	}
+	if (!b) {
+		b = c->filling = calloc(1, sizeof *b);
+		if (!b)
+			abort();
+		b->c = c;
+		batch_arg(b, strdup("EVALSHA"));
+		batch_arg(b, strdup(c->sha));
+		batch_arg(b, strdup("0"));
+		batch_arg(b, strdup(c->prefix));
+		snprintf(num, sizeof num, "%zu", c->hub->cfg->history_length);
+		batch_arg(b, strdup(num));
+		snprintf(num, sizeof num, "%d", LOG_LEN);
+		batch_arg(b, strdup(num));
+		snprintf(num, sizeof num, "%d", MID_TTL_S);
+		batch_arg(b, strdup(num));
+		snprintf(num, sizeof num, "%llu", (unsigned long long)c->epoch);
+		batch_arg(b, strdup(num));
+		batch_arg(b, strdup("0")); /* The count, set when sent. */
+		rlink_want_flush(c->link, on_flush, c);
+	}
 	path = json_array();
 	for (size_t i = 0; i < m->n_path; i++)
 		json_array_append_new(path, json_string(m->path[i]));
 	pj = json_dumps(path, JSON_COMPACT);
 	json_decref(path);
 	frame_parts(c, m, &head, &tail);
-	snprintf(num[0], sizeof num[0], "%zu", c->hub->cfg->history_length);
-	snprintf(num[1], sizeof num[1], "%d", LOG_LEN);
-	snprintf(num[2], sizeof num[2], "%d", MID_TTL_S);
-	snprintf(num[3], sizeof num[3], "%llu", (unsigned long long)c->epoch);
-	op = calloc(1, sizeof *op);
-	if (!op || !pj)
+	batch_arg(b, strdup(m->topic));
+	batch_arg(b, strdup(m->mid));
+	batch_arg(b, head);
+	batch_arg(b, tail);
+	batch_arg(b, pj);
+	batch_arg(b, strdup(peer ? peer : ""));
+	batch_arg(b, strdup(peer_cursor ? peer_cursor : ""));
+	b->op[b->n].cb = cb;
+	b->op[b->n].ud = ud;
+	b->n++;
+	snprintf(num, sizeof num, "%zu", b->n);
+	free(b->argv[BATCH_FIXED - 1]);
+	b->argv[BATCH_FIXED - 1] = strdup(num);
+	if (!b->argv[BATCH_FIXED - 1])
 		abort();
-	op->c = c;
-	op->cb = cb;
-	op->ud = ud;
-	op->argc = 15;
-	op->argv = calloc(15, sizeof *op->argv);
-	op->argl = calloc(15, sizeof *op->argl);
-	if (!op->argv || !op->argl)
-		abort();
-	op->argv[0] = strdup("EVALSHA");
-	op->argv[1] = strdup(c->sha);
-	op->argv[2] = strdup("0");
-	op->argv[3] = strdup(c->prefix);
-	op->argv[4] = strdup(m->topic);
-	op->argv[5] = strdup(m->mid);
-	op->argv[6] = head;
-	op->argv[7] = tail;
-	op->argv[8] = pj;
-	op->argv[9] = strdup(num[0]);
-	op->argv[10] = strdup(num[1]);
-	op->argv[11] = strdup(num[2]);
-	op->argv[12] = strdup(num[3]);
-	op->argv[13] = strdup(peer ? peer : "");
-	op->argv[14] = strdup(peer_cursor ? peer_cursor : "");
-	for (int i = 0; i < 15; i++) {
-		if (!op->argv[i])
-			abort();
-		op->argl[i] = strlen(op->argv[i]);
-	}
-	if (rlink_commandv(c->link, on_stored, op, op->argc,
-			   (const char **)op->argv, op->argl)) {
-		store_op_free(op);
-		return PE_UNAVAILABLE;
-	}
+	b->argl[BATCH_FIXED - 1] = strlen(num);
 	return 0;
 }
 
@@ -1409,6 +1510,9 @@ void cluster_stop(cluster_t *c)
 		return;
 	c->stopping = 1;
 	c->st = RLINK_DOWN;
+	/* Stores gathered this pass go out now; rlink_close fails whatever
+	 * has no reply yet. */
+	batches_send(c);
 	/* Backlogs still probing fail now (reads fail via rlink_close). */
 	while (strmap_next(c->probes, &it, &k, &v)) {
 		job_finish(v, PE_UNAVAILABLE);

@@ -52,9 +52,11 @@ const char *cluster_state(const cluster_t *c);
 /* Stores and publishes m (mid, origin, from, ts, path set). For a
  * message received from a federation peer, peer and peer_cursor (else
  * NULL) are saved in the same atomic step, so the position reached on
- * that link is exactly what was stored, whichever instance holds it next.
- * Returns 0 and later calls cb exactly once, or PE_UNAVAILABLE at once
- * (cb never called). */
+ * that link is exactly what was stored, whichever instance holds it next;
+ * such a message is stored once per mid (a copy gets seq 0). The stores
+ * of one loop pass go to Redis in one script call at its end. Returns 0
+ * and later calls cb exactly once, or PE_UNAVAILABLE at once (cb never
+ * called). */
 int cluster_store(cluster_t *c, const msg_t *m, const char *peer,
 		  const char *peer_cursor, cluster_store_fn cb, void *ud);
 

@@ -99,6 +99,8 @@ struct rlink {
 	struct rlink_stats st;	     /* Counters. */
 	unsigned handles;	     /* Open uv handles, conns' included. */
 	int closing;		     /* rlink_close was called. */
+	rlink_flush_fn before_flush; /* rlink_want_flush's hook, or NULL. */
+	void *before_flush_ud;	     /* Its argument. */
 	void (*done)(void *);	     /* rlink_close's callback, or NULL. */
 	void *done_ud;		     /* Its argument. */
 };
@@ -318,13 +320,21 @@ static void conn_flush(struct rconn *c)
  * so an idle link costs nothing per loop pass. */
 static void link_flush(rlink_t *l)
 {
+	rlink_flush_fn fn = l->before_flush;
+
+	if (fn && !l->closing) {
+		/* Cleared first: the hook may ask again. */
+		l->before_flush = NULL;
+		fn(l, l->before_flush_ud);
+	}
 	if (l->cmd)
 		conn_flush(l->cmd);
 	if (l->sub)
 		conn_flush(l->sub);
 	if (l->closing)
 		return;
-	if ((!l->cmd || !l->cmd->flush) && (!l->sub || !l->sub->flush)) {
+	if ((!l->cmd || !l->cmd->flush) && (!l->sub || !l->sub->flush) &&
+	    !l->before_flush) {
 		uv_check_stop(&l->check);
 		uv_prepare_stop(&l->prepare);
 	}
@@ -906,6 +916,16 @@ void rlink_unsubscribe(rlink_t *l, const char *channel, int is_pattern)
 	if (!l->closing)
 		send_sub(l, is_pattern ? "PUNSUBSCRIBE" : "UNSUBSCRIBE",
 			 channel);
+}
+
+void rlink_want_flush(rlink_t *l, rlink_flush_fn fn, void *ud)
+{
+	if (l->closing)
+		return;
+	l->before_flush = fn;
+	l->before_flush_ud = ud;
+	uv_check_start(&l->check, on_check);
+	uv_prepare_start(&l->prepare, on_prepare);
 }
 
 void rlink_close(rlink_t *l, void (*done)(void *ud), void *ud)

@@ -92,6 +92,16 @@ rlink_t *rlink_new(uv_loop_t *loop, const char *host, int port,
 int rlink_commandv(rlink_t *l, rlink_reply_fn cb, void *ud, int argc,
 		   const char **argv, const size_t *argvlen);
 
+/* Called by the end-of-pass flush before it writes (see
+ * rlink_want_flush). */
+typedef void (*rlink_flush_fn)(rlink_t *l, void *ud);
+
+/* Asks that fn(l, ud) be called once at the end of this loop pass, just
+ * before the queued commands are written, so that a caller can gather the
+ * work of a whole pass into fewer commands. A later call replaces an
+ * earlier one not yet made. No-op once the link is closing. */
+void rlink_want_flush(rlink_t *l, rlink_flush_fn fn, void *ud);
+
 /* Adds one reference to the interest in channel (is_pattern 0) or pattern
  * (is_pattern 1). The first reference sends SUBSCRIBE or PSUBSCRIBE when
  * the pub/sub connection is up; interests are sent again after every

@@ -383,6 +383,49 @@ static void test_pipelining(rlink_t *l)
 	CHECK(b.poll_restarts - a.poll_restarts <= 4);
 }
 
+/* rlink_want_flush: the hook runs once per request, at the end of the
+ * pass, and what it queues goes out in the same write as the rest. */
+struct hook {
+	struct seq *s; /* Where its INCR replies go. */
+	int calls;     /* Times the hook ran. */
+	int queued;    /* Commands queued before the hook ran. */
+};
+
+static void on_hook(rlink_t *l, void *ud)
+{
+	struct hook *h = ud;
+
+	h->calls++;
+	h->queued = h->s->count;
+	if (incr(l, h->s))
+		h->s->bad++;
+}
+
+static void test_flush_hook(rlink_t *l)
+{
+	struct seq s = {.next = 1};
+	struct hook h = {&s, 0, -1};
+	struct rlink_stats a, b;
+	struct got g;
+
+	roundtrip(l, &g, "DEL", "counter", NULL);
+	rlink_stats(l, &a);
+	CHECK_INT(incr(l, &s), 0);
+	rlink_want_flush(l, on_hook, &h);
+	rlink_want_flush(l, on_hook, &h); /* Asked twice: runs once. */
+	CHECK_INT(h.calls, 0);		  /* Never from inside the call. */
+	WAIT(s.count == 2, 5000);
+	rlink_stats(l, &b);
+	CHECK_INT(h.calls, 1);
+	CHECK_INT(h.queued, 0); /* Before any reply came. */
+	CHECK_INT(s.count, 2);
+	CHECK_INT(s.bad, 0);
+	CHECK_INT(b.writes - a.writes, 1);
+	/* Nothing asked: the hook stays quiet. */
+	roundtrip(l, &g, "PING", NULL, NULL);
+	CHECK_INT(h.calls, 1);
+}
+
 /* Replies to the SETs of test_backpressure. */
 struct big {
 	int ok;	 /* "OK" replies. */
@@ -1081,6 +1124,7 @@ int main(int argc, char **argv)
 			      NULL);
 		test_connect_ping(l);
 		test_pipelining(l);
+		test_flush_hook(l);
 		test_backpressure(l);
 		test_pubsub(l);
 		test_kill_and_restart(l);
