@@ -1,8 +1,7 @@
 /* cluster.c: cluster mode on Redis (see cluster.h). Keys, all under the
  * configured prefix P:
  *   P:seq          node-wide sequence number (INCR)
- *   P:mid:<mid>    dedup marker of a message from a peer, expires after
- *                  a day
+ *   P:mid:<mid>    dedup marker (federation on only), expires after a day
  *   P:last         hash: topic -> seq of its newest message
  *   P:t:<topic>    stream per topic, ids "<seq>-1", fields m (the client
  *                  frame's JSON) and p (seq of the topic's previous
@@ -47,31 +46,36 @@
  * these bounds. */
 #define BATCH_MAX   64
 #define BATCH_BYTES (1024 * 1024)
-/* Script arguments before the messages, and per message. */
-#define BATCH_FIXED 9 /* EVALSHA sha 0 prefix hlen loglen ttl epoch count */
-#define PER_MSG	    7 /* topic mid head tail path peer peer_cursor */
+/* Script arguments before the messages (EVALSHA sha 0 prefix hlen loglen
+ * ttl epoch mark count), and per message (topic mid head tail path peer
+ * peer_cursor). */
+#define BATCH_FIXED 10
+#define PER_MSG	    7
 
 /* Stores a batch of messages atomically, in order; see the comment at the
- * top. ARGV: prefix, history length, log length, mid TTL, epoch, count,
- * then per message topic, mid, the client frame around its cursor's seq
+ * top. ARGV: prefix, history length, log length, mid TTL, epoch, whether
+ * every mid gets a dedup marker ('1': federation is on), count, then per
+ * message topic, mid, the client frame around its cursor's seq
  * digits (head, tail), path JSON, and the peer and its cursor ('' when
  * not from a peer). Returns one integer per message: its seq, or 0 when
  * the mid was already stored. One call per batch rather than per message:
  * the call itself cost Redis about as much as the stores in it. */
 static const char store_script[] =
-    "local p, n = ARGV[1], tonumber(ARGV[6])\n"
+    "local p, n = ARGV[1], tonumber(ARGV[7])\n"
     "if redis.call('GET', p..':epoch') ~= ARGV[5] then "
     "return redis.error_reply('EPOCH changed') end\n"
     "local d, out = '0123456789abcdefghijklmnopqrstuvwxyz', {}\n"
     "for i = 1, n do\n"
-    "local a = 6 + (i - 1) * 7\n"
+    "local a = 7 + (i - 1) * 7\n"
     "local topic, mid, path = ARGV[a + 1], ARGV[a + 2], ARGV[a + 5]\n"
-    /* Only a peer's message can arrive twice (two routes, a gateway
-     * taking over): this node's own mids are unique by construction and
-     * stored once each, so they need no marker key. */
+    /* Without federation every mid is this node's own, unique by
+     * construction and stored once: no marker key is needed. With it,
+     * a peer's message can arrive twice (two routes, a gateway taking
+     * over), and must not reuse one of ours. */
     "local dup = false\n"
     "if ARGV[a + 6] ~= '' then redis.call('HSET', p..':fedcursor', "
-    "ARGV[a + 6], ARGV[a + 7])\n"
+    "ARGV[a + 6], ARGV[a + 7]) end\n"
+    "if ARGV[6] == '1' or ARGV[a + 6] ~= '' then "
     "dup = not redis.call('SET', p..':mid:'..mid, '1', 'NX', 'EX', ARGV[4]) "
     "end\n"
     "if dup then out[i] = 0 else\n"
@@ -543,6 +547,7 @@ int cluster_store(cluster_t *c, const msg_t *m, const char *peer,
 		batch_arg(b, strdup(num));
 		snprintf(num, sizeof num, "%llu", (unsigned long long)c->epoch);
 		batch_arg(b, strdup(num));
+		batch_arg(b, strdup(c->hub->cfg->fed_enabled ? "1" : "0"));
 		batch_arg(b, strdup("0")); /* The count, set when sent. */
 		rlink_want_flush(c->link, on_flush, c);
 	}

@@ -174,10 +174,9 @@ int hub_accept(hub_t *h, msg_t *m)
 	m->frame = codec_msg(m, cursor);
 	hub_deliver(h, m->topic, m->seq, m->frame);
 	if (h->fed) {
-		/* A copy of our own message coming back is dropped by the
-		 * loop check (origin, path); only others' need remembering. */
-		if (strcmp(m->origin, h->cfg->node))
-			fed_note_mid(h->fed, m->mid);
+		/* Our own mids too: a peer must not get a message of its own
+		 * stored under one of them (hostile/02 tries). */
+		fed_note_mid(h->fed, m->mid);
 		fed_forward(h->fed, m);
 	}
 	return 0;
