@@ -29,7 +29,18 @@ int jscan_value(const char *s, size_t len, size_t *pos);
  * (including unpaired surrogates). */
 int jscan_string(const char *s, size_t len, size_t *pos, int *escaped);
 
-/* Advances *pos past JSON whitespace. */
-void jscan_ws(const char *s, size_t len, size_t *pos);
+/* Returns how many bytes at the start of s (len bytes) are plain: not a
+ * quote, a backslash, a control character or non-ASCII. Word at a time
+ * (SSE2 where the compiler targets it). */
+size_t jscan_plain_run(const char *s, size_t len);
+
+/* Advances *pos past JSON whitespace. Inline: called around every key
+ * and value, and there is usually none. */
+static inline void jscan_ws(const char *s, size_t len, size_t *pos)
+{
+	while (*pos < len && (s[*pos] == ' ' || s[*pos] == '\t' ||
+			      s[*pos] == '\n' || s[*pos] == '\r'))
+		(*pos)++;
+}
 
 #endif

@@ -1,21 +1,24 @@
 /* jwrite.c: JSON text into measured buffers (see jwrite.h). */
 #include "jwrite.h"
 
+#include "jscan.h"
+
 size_t jw_str_len(const char *s, size_t *raw)
 {
-	size_t extra = 0;
-	const char *p = s;
+	size_t len = strlen(s), extra = 0;
 
-	for (; *p; p++) {
-		unsigned char c = (unsigned char)*p;
+	/* Non-ASCII bytes are written as they are: only the rest of the
+	 * string after the first non-plain byte needs looking at. */
+	for (size_t i = jscan_plain_run(s, len); i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
 
 		if (c < 0x20)
 			extra += 5; /* \u00XX */
 		else if (c == '"' || c == '\\')
 			extra += 1;
 	}
-	*raw = (size_t)(p - s);
-	return *raw + extra + 2;
+	*raw = len;
+	return len + extra + 2;
 }
 
 char *jw_str_put(char *d, const char *s, size_t raw, size_t n)

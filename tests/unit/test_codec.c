@@ -112,6 +112,28 @@ static void test_scan_utf8_and_truncation(void)
 	}
 }
 
+/* jscan_plain_run stops exactly at the first special byte, wherever it
+ * lies against the 16-byte blocks. */
+static void test_plain_run(void)
+{
+	static const char specials[] = {'"',  '\\',	  0x01,
+					0x1f, (char)0x80, (char)0xff};
+	char buf[80];
+	int bad = 0;
+
+	memset(buf, 'a', sizeof buf);
+	CHECK_INT(jscan_plain_run(buf, sizeof buf), sizeof buf);
+	CHECK_INT(jscan_plain_run(buf, 0), 0);
+	for (size_t at = 0; at < 70; at++)
+		for (size_t k = 0; k < sizeof specials; k++) {
+			memset(buf, 'a' + (int)(at % 26), sizeof buf);
+			buf[at] = specials[k];
+			bad += jscan_plain_run(buf, sizeof buf) != at;
+			bad += jscan_plain_run(buf, at) != at;
+		}
+	CHECK_INT(bad, 0);
+}
+
 static msg_t *sample(const char *topic, const char *from, int64_t ts,
 		     const char *body)
 {
@@ -175,6 +197,22 @@ static void test_msg_frame(void)
 		frame_unref(g);
 	}
 	msg_unref(m);
+
+	/* Escapes past the first 16-byte block. */
+	{
+		const char *longfrom =
+		    "abcdefghijklmnopqrstuvwxyz\"0123456789\x02tail@a.example";
+
+		m = sample("forum/zev", longfrom, 1, "1");
+		f = codec_msg(m, "c");
+		j = payload_json(f);
+		CHECK(j != NULL);
+		CHECK_STR(json_string_value(json_object_get(j, "from")),
+			  longfrom);
+		json_decref(j);
+		frame_unref(f);
+		msg_unref(m);
+	}
 
 	/* Extremes of ts and a body long enough for a 64-bit length. */
 	{
@@ -342,6 +380,7 @@ static void test_fed_roundtrip(void)
 int main(void)
 {
 	test_scan_offsets();
+	test_plain_run();
 	test_scan_utf8_and_truncation();
 	test_msg_frame();
 	test_ok_mid();
