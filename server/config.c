@@ -380,8 +380,8 @@ static const struct key keys[] = {
     NUM("limits.max_frame_bytes", K_SIZE, 0, 256, 16777216, 65536,
 	CF(limits.max_frame_bytes),
 	"Largest client frame accepted; a larger one closes the "
-	"connection (1009). The receive buffer is sized from it at "
-	"start."),
+	"connection (1009). Federation frames may be twice this plus "
+	"64 KiB (a msg carries a body of up to this size)."),
     NUM("limits.max_subscriptions", K_SIZE, R, 1, 100000, 256,
 	CF(limits.max_subscriptions),
 	"Subscriptions per connection (a reload applies to new ones)."),
