@@ -200,18 +200,27 @@ setup_of() {
 	esac
 }
 
-# Prints a port that nothing listens on (the setup start retries on a
-# race).
-free_port() {
-	local p
-	for _ in $(seq 50); do
-		p=$((20000 + RANDOM % 40000))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return
-		fi
+# Sets each variable named in "$@" to a port that nothing listens on and
+# no other port of this setup took (the setup start retries on a race).
+# Below the kernel's ephemeral range, where thousands of closed client
+# connections linger in TIME_WAIT after the idle workload.
+PORTS_TAKEN=" "
+free_ports() {
+	local p lo v
+	lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+	((lo > 12000)) || lo=32768
+	for v in "$@"; do
+		for _ in $(seq 50); do
+			p=$((10000 + RANDOM % (lo - 10000)))
+			[[ $PORTS_TAKEN == *" $p "* ]] && continue
+			if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+				PORTS_TAKEN+="$p "
+				printf -v "$v" %s "$p"
+				continue 2
+			fi
+		done
+		fail "no free port found"
 	done
-	fail "no free port found"
 }
 
 # Waits until 127.0.0.1:$1 accepts, while process $2 lives; returns 1 if
@@ -294,6 +303,7 @@ write_parley_config() {
     "publish_burst": 10000000,
     "token_publish_per_second": 10000000,
     "max_connections": 100000,
+    "max_connections_per_ip": 100000,
     "max_errors": 10,
     "max_topics": 100000
   }
@@ -346,7 +356,8 @@ nats_tls() {
 start_setup_once() {
 	local kind p1 p2 p3 f1 f2 f3 m1 m2 m3 lp
 	kind=$(setup_of "$1")
-	p1=$(free_port) p2=$(free_port) p3=$(free_port)
+	PORTS_TAKEN=" "
+	free_ports p1 p2 p3
 	SUB_URLS=()
 	if [[ $2 == parley ]]; then
 		case $kind in
@@ -357,7 +368,7 @@ start_setup_once() {
 			;;
 		fed | chain)
 			certs
-			f1=$(free_port) f2=$(free_port) f3=$(free_port)
+			free_ports f1 f2 f3
 			write_parley_config a a.bench "$p1" "$(fed_json a "$f1" "b:$f2")"
 			if [[ $kind == fed ]]; then
 				write_parley_config b b.bench "$p2" "$(fed_json b "$f2" "a:$f1")"
@@ -410,7 +421,7 @@ start_setup_once() {
 		esac
 		return 0
 	fi
-	m1=$(free_port) m2=$(free_port) m3=$(free_port) lp=$(free_port)
+	free_ports m1 m2 m3 lp
 	case $kind in
 	single)
 		write_nats_config nats "$p1" "$m1" ""
@@ -444,7 +455,7 @@ start_setup_once() {
 		;;
 	cluster)
 		local r1 r2
-		r1=$(free_port) r2=$(free_port)
+		free_ports r1 r2
 		write_nats_config n1 "$p1" "$m1" "cluster { name: bench, listen: \"127.0.0.1:$r1\", routes: [\"nats-route://127.0.0.1:$r2\"] }"
 		write_nats_config n2 "$p2" "$m2" "cluster { name: bench, listen: \"127.0.0.1:$r2\", routes: [\"nats-route://127.0.0.1:$r1\"] }"
 		spawn n1 "$NATS_SERVER" -c "$WORK/n1.conf"
