@@ -333,6 +333,8 @@ static int cluster_sub(conn_t *c, req_t *r, int pattern, const char **reason)
 			*reason = rc == PE_HISTORY_GAP
 				      ? "cursor is from another history (Redis "
 					"lost its data, or another hub)"
+				  : rc == PE_UNAVAILABLE
+				      ? "the cluster's Redis is unreachable"
 				      : "invalid cursor";
 			return rc;
 		}

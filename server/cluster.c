@@ -199,6 +199,10 @@ int cluster_parse_cursor(const cluster_t *c, const char *cursor, uint64_t *seq)
 	if (!cursor || !(p = get36(cursor, &e)) || *p != '-' ||
 	    !(p = get36(p + 1, &v)) || *p)
 		return PE_BAD_CURSOR;
+	/* Before the epoch is read (an instance just started, Redis just
+	 * back) a cursor cannot be judged: it is not a gap. */
+	if (!c->epoch_ok)
+		return PE_UNAVAILABLE;
 	if (e != c->epoch)
 		return PE_HISTORY_GAP;
 	*seq = v;

@@ -80,9 +80,10 @@ int cluster_backlog(cluster_t *c, const char *filter, int barrier,
  * standalone hub's) into buf (48 bytes). */
 void cluster_cursor(const cluster_t *c, uint64_t seq, char *buf);
 
-/* Parses a cursor. Returns 0 and *seq, PE_BAD_CURSOR when malformed, or
- * PE_HISTORY_GAP when it names another epoch (Redis lost its data, or a
- * standalone hub's cursor). */
+/* Parses a cursor. Returns 0 and *seq, PE_BAD_CURSOR when malformed,
+ * PE_UNAVAILABLE while the data set's epoch is not known (Redis not
+ * reached yet), or PE_HISTORY_GAP when it names another epoch (Redis lost
+ * its data, or a standalone hub's cursor). */
 int cluster_parse_cursor(const cluster_t *c, const char *cursor, uint64_t *seq);
 
 /* Called with a replay batch: messages after the asked seq, oldest

@@ -491,6 +491,13 @@ static void replay_start(fed_link_t *l, const char *cursor)
 	} else {
 		rc = cl ? cluster_parse_cursor(cl, cursor, &seq)
 			: history_parse_cursor(hist, cursor, &seq);
+		if (rc == PE_UNAVAILABLE) {
+			/* Redis not reached yet: the peer redials and asks
+			 * again, rather than being told of a gap. */
+			l->replaying = 0;
+			link_kill(l, "redis unavailable: cannot judge cursor");
+			return;
+		}
 		if (rc) {
 			/* Our history restarted (or the cursor is not ours):
 			 * everything we still hold may be new to the peer. */
