@@ -475,8 +475,6 @@ static void batch_arg(struct store_batch *b, char *s)
 	b->bytes += b->argl[b->argc++];
 }
 
-/* Splits the client frame JSON around its cursor's base-36 digits: the
- * script writes them in once it knows the seq. */
 /* Returns a NUL-terminated copy of n bytes (which need not be
  * terminated). Aborts on out-of-memory, as the daemon may. */
 static char *dup_bytes(const char *p, size_t n)
@@ -490,38 +488,11 @@ static char *dup_bytes(const char *p, size_t n)
 	return s;
 }
 
-static void frame_parts(const cluster_t *c, const msg_t *m, char **head,
-			char **tail)
-{
-	char marker[48], needle[64];
-	frame_t *f;
-	const char *p, *cur;
-	size_t len;
-
-	/* Encode with a marker cursor and cut the payload there. Quotes in
-	 * string values are escaped, so the needle (with its quotes) can
-	 * only be the cursor field itself. */
-	strcpy(put36(c->epoch, marker), "-@@@");
-	snprintf(needle, sizeof needle, "\"cursor\":\"%s\"", marker);
-	f = codec_msg(m, marker);
-	p = frame_payload(f);
-	len = f->payload_len;
-	cur = memmem(p, len, needle, strlen(needle));
-	if (!cur)
-		abort(); /* codec_msg always writes the cursor field. */
-	cur += strlen(needle) - 4; /* At "@@@\"". */
-	/* The payload is not NUL-terminated: copy, do not strndup. */
-	*head = dup_bytes(p, (size_t)(cur - p));
-	*tail = dup_bytes(cur + 3, len - (size_t)(cur + 3 - p));
-	frame_unref(f);
-}
-
 int cluster_store(cluster_t *c, const msg_t *m, const char *peer,
 		  const char *peer_cursor, cluster_store_fn cb, void *ud)
 {
 	struct store_batch *b = c->filling;
-	char num[32], *head, *tail, *pj;
-	json_t *path;
+	char num[32], *head, *tail, *pj, *end;
 
 	if (!cluster_up(c) || c->stopping)
 		return PE_UNAVAILABLE;
@@ -555,12 +526,13 @@ int cluster_store(cluster_t *c, const msg_t *m, const char *peer,
 		batch_arg(b, strdup("0")); /* The count, set when sent. */
 		rlink_want_flush(c->link, on_flush, c);
 	}
-	path = json_array();
-	for (size_t i = 0; i < m->n_path; i++)
-		json_array_append_new(path, json_string(m->path[i]));
-	pj = json_dumps(path, JSON_COMPACT);
-	json_decref(path);
-	frame_parts(c, m, &head, &tail);
+	/* The client frame around the cursor's seq digits, which the
+	 * script writes in once it knows them. */
+	end = put36(c->epoch, num);
+	end[0] = '-';
+	end[1] = 0;
+	pj = codec_path_json((const char *const *)m->path, m->n_path);
+	codec_msg_split(m, num, &head, &tail);
 	batch_arg(b, strdup(m->topic));
 	batch_arg(b, strdup(m->mid));
 	batch_arg(b, head);

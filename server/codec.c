@@ -446,8 +446,8 @@ static void msg_measure(struct msg_enc *e, const msg_t *m, const char *cursor)
 	e->s[4] = cursor;
 	e->ts_len = jw_i64(m->ts, e->ts);
 	e->total = sizeof "{\"op\":\"msg\",\"topic\":,\"mid\":,\"origin\":,"
-		   "\"from\":,\"ts\":,\"cursor\":,\"body\":}" - 1 +
-		   e->ts_len + m->body_len;
+			  "\"from\":,\"ts\":,\"cursor\":,\"body\":}" -
+		   1 + e->ts_len + m->body_len;
 	for (int i = 0; i < 5; i++) {
 		e->esc[i] = jw_str_len(e->s[i], &e->raw[i]);
 		e->total += e->esc[i];
@@ -490,6 +490,54 @@ frame_t *codec_msg(const msg_t *m, const char *cursor)
 	if (msg_write(p, &e, m) != p + e.total)
 		abort(); /* msg_measure and msg_write disagree: a bug. */
 	return f;
+}
+
+void codec_msg_split(const msg_t *m, const char *cursor_head, char **head,
+		     char **tail)
+{
+	struct msg_enc e;
+	char *p, *end;
+	size_t cut;
+
+	msg_measure(&e, m, cursor_head);
+	p = malloc(e.total + 1);
+	if (!p)
+		abort();
+	end = msg_write(p, &e, m);
+	if (end != p + e.total)
+		abort(); /* msg_measure and msg_write disagree: a bug. */
+	/* The cursor is the only field followed by ",\"body\":"; the cut
+	 * goes just before its closing quote. */
+	cut = e.total - m->body_len - sizeof "\",\"body\":}" + 1;
+	*tail = malloc(e.total - cut + 1);
+	if (!*tail)
+		abort();
+	memcpy(*tail, p + cut, e.total - cut);
+	(*tail)[e.total - cut] = 0;
+	p[cut] = 0;
+	*head = p;
+}
+
+char *codec_path_json(const char *const *path, size_t n)
+{
+	size_t len = 2, r, l;
+	char *p, *d;
+
+	for (size_t i = 0; i < n; i++)
+		len += jw_str_len(path[i], &r) + (i > 0);
+	d = p = malloc(len + 1);
+	if (!p)
+		abort();
+	*d++ = '[';
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			*d++ = ',';
+		l = jw_str_len(path[i], &r);
+		d = jw_str_put(d, path[i], r, l);
+	}
+	*d++ = ']';
+	*d = 0;
+	return p;
 }
 
 int codec_msg_json(const msg_t *m, const char *cursor, char **buf, size_t *len,

@@ -91,6 +91,16 @@ frame_t *codec_presence(const char *topic, const char *const *joined,
 /* The "msg" frame of a stored message. New frame. */
 frame_t *codec_msg(const msg_t *m, const char *cursor);
 
+/* The msg frame's payload of m split where the cursor's last part goes:
+ * *head ends with the cursor's opening quote and cursor_head, *tail starts
+ * with its closing quote (the cluster's store script puts the seq in
+ * between). Both new NUL-terminated strings. */
+void codec_msg_split(const msg_t *m, const char *cursor_head, char **head,
+		     char **tail);
+
+/* A new NUL-terminated JSON array of the n strings of path. */
+char *codec_path_json(const char *const *path, size_t n);
+
 /* Appends the JSON object text of a message (the msg frame's payload) to
  * a growing buffer (*buf, *len, *cap; realloc'd). Returns 0 or PE_NOMEM.
  * Used by the HTTP history answer. */

@@ -237,6 +237,35 @@ static void test_msg_frame(void)
 	}
 }
 
+/* The cluster's split of a msg frame: head + seq digits + tail is the
+ * frame codec_msg writes with the whole cursor. */
+static void test_msg_split(void)
+{
+	msg_t *m = sample("forum/zev", "o\"dd@a.example", 42,
+			  "{\"cursor\":\"x\",\"body\":1}");
+	char *head, *tail, whole[1024];
+	frame_t *f = codec_msg(m, "3f-9z");
+	char *path;
+	const char *p3[] = {"a.example", "b\"c"};
+
+	codec_msg_split(m, "3f-", &head, &tail);
+	snprintf(whole, sizeof whole, "%s%s%s", head, "9z", tail);
+	CHECK_INT(strlen(whole), f->payload_len);
+	CHECK(!memcmp(whole, frame_payload(f), f->payload_len));
+	CHECK_INT(tail[0], '"');
+	free(head);
+	free(tail);
+	frame_unref(f);
+	msg_unref(m);
+
+	path = codec_path_json(p3, 2);
+	CHECK_STR(path, "[\"a.example\",\"b\\\"c\"]");
+	free(path);
+	path = codec_path_json(NULL, 0);
+	CHECK_STR(path, "[]");
+	free(path);
+}
+
 static void test_ok_mid(void)
 {
 	frame_t *f = codec_ok_mid_raw("\"r-1\"", 5, "01abc");
@@ -384,6 +413,7 @@ int main(void)
 	test_scan_utf8_and_truncation();
 	test_msg_frame();
 	test_ok_mid();
+	test_msg_split();
 	test_path();
 	test_fed_roundtrip();
 	return tap_done();
