@@ -262,7 +262,10 @@ typedef void (*parley_msg_cb)(parley_client *c, const parley_msg *m, void *ud);
 /* Called when the hub answers a subscription request: err 0 once the
  * subscription is active (any backlog asked for has been delivered), or a
  * negative code (text: the hub's reason) when it was refused, after which
- * the subscription no longer exists. Also called after a reconnect. */
+ * the subscription no longer exists. Also called after a reconnect. An
+ * "unavailable" answer (a cluster instance that has not reached Redis
+ * yet) is not a refusal: the request is sent again about a second later,
+ * with the same cursor, and nothing is reported. */
 typedef void (*parley_sub_cb)(parley_client *c, const char *filter, int err,
 			      const char *text, void *ud);
 

@@ -58,6 +58,7 @@ static void send_sub(parley_client *c, parley__sub *s)
 	uint64_t id = ++c->next_id;
 
 	s->probing = 0;
+	s->retry = 0;
 	if (s->cursor)
 		since = s->cursor;
 	else if (s->want_since)
@@ -348,6 +349,15 @@ static void on_error(parley_client *c, const parley__frame *f)
 			send_sub(c, s);
 		return;
 	}
+	if (s && err == PARLEY_EUNAVAILABLE && s->state == PARLEY__SUB_SENT) {
+		/* A passing state of the hub (a cluster instance that has not
+		 * reached Redis yet): keep the subscription and its cursor,
+		 * and ask again from the tick. */
+		s->state = PARLEY__SUB_UNSENT;
+		s->retry = 1;
+		arm_tick(c);
+		return;
+	}
 	if (s) {
 		s->dead = 1; /* Freed by the sweep after this frame. */
 		sub_answered(c, s->filter, err, reason);
@@ -407,6 +417,14 @@ static void tick_cb(uv_timer_t *t)
 	char text[120];
 
 	limit = (uint64_t)c->opt[PARLEY_OPT_REQUEST_TIMEOUT_MS];
+	for (parley__sub *s = c->subs.head; s; s = s->next) {
+		if (c->teardown || c->state != PARLEY_STATE_CONNECTED)
+			break;
+		if (!s->dead && s->retry && s->state == PARLEY__SUB_UNSENT)
+			send_sub(c, s);
+	}
+	if (c->teardown)
+		return;
 	if (c->auth_id)
 		pending = 1, oldest = c->auth_sent_ms;
 	for (parley__sub *s = c->subs.head; s; s = s->next)

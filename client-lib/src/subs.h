@@ -41,6 +41,9 @@ typedef struct parley__sub {
 				     resume asks for every stored one. */
 	char *cursor;		  /* Resume point: cursor of the last
 				     message delivered, or NULL. */
+	int retry;		  /* The hub answered "unavailable" (its
+				     Redis not reached yet): asked again by
+				     the next tick. */
 	uint64_t req_id;	  /* Id of the pending request (SENT). */
 	uint64_t sent_ms;	  /* When it was sent (loop time). */
 	uint64_t seen[PARLEY__SEEN_MAX]; /* Hashes of recent mids. */

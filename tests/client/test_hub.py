@@ -393,6 +393,54 @@ def test_cluster_restart_resumes():
         redis.close()
 
 
+def test_sub_waits_for_redis():
+    """A cluster instance that cannot reach Redis answers a subscription
+    "unavailable"; the library asks again instead of dropping it, and the
+    subscription (with its cursor) works once Redis is back."""
+    if not shutil.which("redis-server"):
+        return "skip"
+    redis = Redis()
+    proxy = Proxy(redis.port)
+    hubs = []
+    try:
+        direct = {"host": "127.0.0.1", "port": redis.port,
+                  "prefix": "pcw%d" % redis.port}
+        cut = dict(direct, port=proxy.port)
+        a = Hub(redis=cut)
+        hubs.append(a)
+        b = Hub(redis=direct)
+        hubs.append(b)
+        p = Driver(b.url, name="pub")
+        p.send("pub w1 open/w 1")
+        ack = p.wait_ev("pub", tag="w1")
+        if ack["code"] != "PARLEY_OK":
+            print("cluster store not available in this parleyd")
+            return "skip"
+        proxy.cut()
+        s = Driver(a.url, name="sub")
+        s.connected()
+        s.send("sub open/w last 10")
+        time.sleep(2.5)  # Asked at least twice while Redis is away.
+        check(not s.of("sub", filter="open/w"),
+              "no answer while the instance's Redis is cut: %r"
+              % s.of("sub"))
+        proxy.restore()
+        s.wait_ev("sub", filter="open/w", code="PARLEY_OK", timeout=15)
+        p.send("pub w2 open/w 2")
+        s.wait(lambda e: e.get("ev") == "msg" and e["body"] == 2,
+               timeout=10, what="msg 2 after Redis came back")
+        time.sleep(0.2)
+        check(bodies_of(s, "open/w") == [1, 2],
+              "backlog then live, once each: %r" % bodies_of(s, "open/w"))
+        p.quit()
+        s.quit()
+    finally:
+        for h in hubs:
+            h.close()
+        proxy.close()
+        redis.close()
+
+
 def test_frame_bound():
     hub = Hub(limits={"max_frame_bytes": 65536})
     try:
@@ -498,7 +546,8 @@ TESTS = [(f.__name__, f) for f in (
     test_round_trip, test_patterns_and_unsub, test_backlog,
     test_publish_errors_and_auth, test_resume_after_cut,
     test_resume_quiet_subscription, test_queued_publishes_during_outage,
-    test_hub_restart, test_cluster_restart_resumes, test_frame_bound,
+    test_hub_restart, test_cluster_restart_resumes,
+    test_sub_waits_for_redis, test_frame_bound,
     test_attached_loop, test_disconnect_connect, test_own_loop_run_bot,
     test_keepalive_detects_dead_hub)]
 
