@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec.h"
 #include "err.h"
 #include "jscan.h"
 #include "jwrite.h"
@@ -407,51 +408,31 @@ frame_t *fedcodec_hello(const char *node, const char *cursor, int masked)
 
 frame_t *fedcodec_msg(const msg_t *m, const char *cursor, int masked)
 {
-	/* Every message crosses each link once: measured, then written in
-	 * place, the body copied as the stored JSON text. */
-	const char *s[5] = {m->topic, m->mid, m->origin, m->from, cursor};
-	size_t raw[5], esc[5], total, r, n, ts_len;
-	char ts[24], *p, *d;
-	frame_t *f;
+	/* A peer's msg frame is the client's (same members, same cursor:
+	 * both are this node's position of the message) plus the path. The
+	 * client frame exists for whatever this node stored itself; one is
+	 * encoded for messages rebuilt from Redis records. */
+	frame_t *cf = m->frame ? frame_ref(m->frame) : codec_msg(m, cursor);
+	const char *cp = frame_payload(cf);
+	size_t cl = cf->payload_len - 1; /* Without its closing brace. */
+	char *path = codec_path_json((const char *const *)m->path, m->n_path);
+	size_t pl = strlen(path);
+	size_t total = cl + sizeof ",\"path\":}" - 1 + pl;
+	char *p, *d;
+	frame_t *f = frame_alloc_text(total, masked, &p);
 
-	ts_len = jw_i64(m->ts, ts);
-	total = sizeof "{\"op\":\"msg\",\"topic\":,\"mid\":,\"origin\":,"
-		       "\"from\":,\"ts\":,\"body\":,\"path\":[],\"cursor\":}" -
-		1 + ts_len + m->body_len;
-	for (int i = 0; i < 5; i++)
-		total += esc[i] = jw_str_len(s[i], &raw[i]);
-	for (size_t i = 0; i < m->n_path; i++)
-		total += jw_str_len(m->path[i], &r) + (i > 0);
-	f = frame_alloc_text(total, masked, &p);
-	d = p;
-#define FIELD(i) (d = jw_str_put(d, s[i], raw[i], esc[i]))
-	JW_LIT(d, "{\"op\":\"msg\",\"topic\":");
-	FIELD(0);
-	JW_LIT(d, ",\"mid\":");
-	FIELD(1);
-	JW_LIT(d, ",\"origin\":");
-	FIELD(2);
-	JW_LIT(d, ",\"from\":");
-	FIELD(3);
-	JW_LIT(d, ",\"ts\":");
-	memcpy(d, ts, ts_len);
-	d += ts_len;
-	JW_LIT(d, ",\"body\":");
-	memcpy(d, m->body, m->body_len);
-	d += m->body_len;
-	JW_LIT(d, ",\"path\":[");
-	for (size_t i = 0; i < m->n_path; i++) {
-		if (i)
-			*d++ = ',';
-		n = jw_str_len(m->path[i], &r);
-		d = jw_str_put(d, m->path[i], r, n);
-	}
-	JW_LIT(d, "],\"cursor\":");
-	FIELD(4);
+	if (cf->payload_len < 2 || cp[cl] != '}')
+		abort(); /* codec_msg writes an object. */
+	memcpy(p, cp, cl);
+	d = p + cl;
+	JW_LIT(d, ",\"path\":");
+	memcpy(d, path, pl);
+	d += pl;
 	*d++ = '}';
-#undef FIELD
 	if (d != p + total)
 		abort(); /* Measured and written lengths disagree: a bug. */
+	free(path);
+	frame_unref(cf);
 	return f;
 }
 

@@ -66,8 +66,8 @@ void fedcodec_free(fed_in_t *in);
 /* {"op":"hello","node":…,"cursor":… or null}. New frame. */
 frame_t *fedcodec_hello(const char *node, const char *cursor, int masked);
 
-/* The "msg" frame of a stored message with its path and our cursor. New
- * frame. */
+/* The "msg" frame of a stored message with its path and our cursor (the
+ * one its client frame carries, when it has one). New frame. */
 frame_t *fedcodec_msg(const msg_t *m, const char *cursor, int masked);
 
 /* {"op":"gap","after":…,"reason":…}. New frame. */
