@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/random.h>
 #include <unistd.h>
 
@@ -562,6 +563,20 @@ void fed_forward(fed_t *f, msg_t *m)
 		if (link_send(l, fed_frame(f, m, l->outgoing), 0) == 0)
 			p->st.msgs_out++;
 	}
+}
+
+int fed_input_pending(const fed_t *f)
+{
+	for (const fed_link_t *l = f->links; l; l = l->next) {
+		int n = 0, fd;
+
+		if (l->state != LINK_UP || !l->wsi)
+			continue;
+		fd = lws_get_socket_fd(l->wsi);
+		if (fd >= 0 && !ioctl(fd, FIONREAD, &n) && n > 0)
+			return 1;
+	}
+	return 0;
 }
 
 void fed_note_mid(fed_t *f, const char *mid)

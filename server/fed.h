@@ -70,6 +70,9 @@ void fed_presence_local(fed_t *f, const char *topic, const char *ident,
  * live message (cluster mode's gateway). */
 int fed_wants_live(const fed_t *f);
 
+/* Returns 1 when a link that is up has bytes waiting to be read. */
+int fed_input_pending(const fed_t *f);
+
 /* Remembers a stored mid so copies arriving later are dropped. */
 void fed_note_mid(fed_t *f, const char *mid);
 

@@ -73,6 +73,8 @@ typedef struct hub {
 	unsigned char *gather; /* Batch buffer (LWS_PRE + HUB_GATHER). */
 
 	uv_check_t flush_check;	   /* End-of-pass flush of dirty sessions. */
+	unsigned flush_deferred;   /* Passes the flush waited for more
+				      input from a peer link. */
 	uv_idle_t flush_idle;	   /* Keeps the loop from sleeping while
 				      frames wait (only while dirty). */
 	uv_signal_t sig_term;	   /* Graceful shutdown. */
