@@ -370,6 +370,28 @@ static void read_epoch(cluster_t *c)
 
 /* ---- storing ---- */
 
+/* Takes ownership of s (aborts on NULL: out of memory) as argument i of
+ * b. */
+static void batch_arg_set(struct store_batch *b, int i, char *s)
+{
+	if (!s)
+		abort();
+	free(b->argv[i]);
+	b->bytes -= b->argl[i];
+	b->argv[i] = s;
+	b->argl[i] = strlen(s);
+	b->bytes += b->argl[i];
+}
+
+/* Takes ownership of s as the next argument of b; NULL reserves the slot
+ * for batch_arg_set. */
+static void batch_arg(struct store_batch *b, char *s)
+{
+	b->argc++;
+	if (s)
+		batch_arg_set(b, b->argc - 1, s);
+}
+
 static void batch_free(struct store_batch *b)
 {
 	for (int i = 0; i < b->argc; i++)
@@ -437,6 +459,10 @@ static void on_stored(rlink_t *l, redisReply *r, void *ud)
 /* Sends one batch; when the link cannot take it, its messages fail. */
 static void batch_send(struct store_batch *b)
 {
+	char num[32];
+
+	snprintf(num, sizeof num, "%zu", b->n);
+	batch_arg_set(b, BATCH_FIXED - 1, strdup(num));
 	if (rlink_commandv(b->c->link, on_stored, b, b->argc,
 			   (const char **)b->argv, b->argl))
 		batch_done(b, PE_UNAVAILABLE, NULL);
@@ -463,16 +489,6 @@ static void on_flush(rlink_t *l, void *ud)
 {
 	(void)l;
 	batches_send(ud);
-}
-
-/* Takes ownership of s as the next argument of b. */
-static void batch_arg(struct store_batch *b, char *s)
-{
-	if (!s)
-		abort();
-	b->argv[b->argc] = s;
-	b->argl[b->argc] = strlen(s);
-	b->bytes += b->argl[b->argc++];
 }
 
 /* Returns a NUL-terminated copy of n bytes (which need not be
@@ -523,7 +539,7 @@ int cluster_store(cluster_t *c, const msg_t *m, const char *peer,
 		snprintf(num, sizeof num, "%llu", (unsigned long long)c->epoch);
 		batch_arg(b, strdup(num));
 		batch_arg(b, strdup(c->hub->cfg->fed_enabled ? "1" : "0"));
-		batch_arg(b, strdup("0")); /* The count, set when sent. */
+		batch_arg(b, NULL); /* The count, set when sent. */
 		rlink_want_flush(c->link, on_flush, c);
 	}
 	/* The client frame around the cursor's seq digits, which the
@@ -543,12 +559,6 @@ int cluster_store(cluster_t *c, const msg_t *m, const char *peer,
 	b->op[b->n].cb = cb;
 	b->op[b->n].ud = ud;
 	b->n++;
-	snprintf(num, sizeof num, "%zu", b->n);
-	free(b->argv[BATCH_FIXED - 1]);
-	b->argv[BATCH_FIXED - 1] = strdup(num);
-	if (!b->argv[BATCH_FIXED - 1])
-		abort();
-	b->argl[BATCH_FIXED - 1] = strlen(num);
 	return 0;
 }
 
@@ -1261,6 +1271,18 @@ static void held_free(cluster_t *c)
 	c->held_bytes = 0;
 }
 
+/* Ends a catch-up: the live messages held meanwhile are delivered in
+ * order, then forgotten. */
+static void held_release(cluster_t *c)
+{
+	c->catching_up = 0;
+	for (size_t i = 0; i < c->n_held; i++)
+		deliver_record(c, c->held[i].seq, c->held[i].topic,
+			       c->held[i].path, c->held[i].plen,
+			       c->held[i].json, c->held[i].jlen);
+	held_free(c);
+}
+
 static void catch_up_hold(cluster_t *c, uint64_t seq, const char *topic,
 			  const char *path, size_t plen, const char *json,
 			  size_t jlen)
@@ -1272,12 +1294,7 @@ static void catch_up_hold(cluster_t *c, uint64_t seq, const char *topic,
 			  "held_bytes=%zu note=\"sessions may miss messages "
 			  "stored during the outage\"",
 			  c->held_bytes);
-		c->catching_up = 0;
-		for (size_t i = 0; i < c->n_held; i++)
-			deliver_record(c, c->held[i].seq, c->held[i].topic,
-				       c->held[i].path, c->held[i].plen,
-				       c->held[i].json, c->held[i].jlen);
-		held_free(c);
+		held_release(c);
 		deliver_record(c, seq, topic, path, plen, json, jlen);
 		return;
 	}
@@ -1337,12 +1354,7 @@ static void on_catch_up(rlink_t *l, redisReply *r, void *ud)
 		return;
 	}
 	/* Caught up: what was held and is newer follows, in order. */
-	c->catching_up = 0;
-	for (size_t i = 0; i < c->n_held; i++)
-		deliver_record(c, c->held[i].seq, c->held[i].topic,
-			       c->held[i].path, c->held[i].plen,
-			       c->held[i].json, c->held[i].jlen);
-	held_free(c);
+	held_release(c);
 	log_info("cluster_caught_up", "last_seq=%llu",
 		 (unsigned long long)c->last_seen);
 }
