@@ -229,45 +229,30 @@ int codec_decode_publish(const char *buf, size_t len, json_t **root,
 	return 0;
 }
 
-/* Compares the key at s[start..end) (quotes excluded) with word. */
-static int key_is(const char *s, size_t start, size_t end, const char *word)
+/* Compares the key of kl bytes at s + ks with word. */
+static int key_is(const char *s, size_t ks, size_t kl, const char *word)
 {
 	size_t n = strlen(word);
 
-	return end - start == n && !memcmp(s + start, word, n);
+	return kl == n && !memcmp(s + ks, word, n);
 }
 
 int codec_fast_pub(const char *buf, size_t len, fast_pub_t *out)
 {
-	size_t p = 0, ks, ke, vs;
-	int esc, seen_op = 0, seen_topic = 0;
+	size_t ks, kl, vs, p;
+	int rc, seen_op = 0, seen_topic = 0;
+	jscan_obj_t o;
 
 	memset(out, 0, sizeof *out);
-	jscan_ws(buf, len, &p);
-	if (p >= len || buf[p] != '{')
+	if (jscan_obj_begin(&o, buf, len))
 		return 0;
-	p++;
-	for (;;) {
-		jscan_ws(buf, len, &p);
-		if (p >= len || buf[p] != '"')
-			return 0;
-		ks = p + 1;
-		if (jscan_string(buf, len, &p, &esc) || esc)
-			return 0;
-		ke = p - 1;
-		jscan_ws(buf, len, &p);
-		if (p >= len || buf[p] != ':')
-			return 0;
-		p++;
-		jscan_ws(buf, len, &p);
-		vs = p;
-		if (jscan_value(buf, len, &p))
-			return 0;
-		if (key_is(buf, ks, ke, "op")) {
+	/* p: the end of each value. */
+	while ((rc = jscan_obj_next(&o, &ks, &kl, &vs, &p)) == 1) {
+		if (key_is(buf, ks, kl, "op")) {
 			if (seen_op++ || p - vs != 5 ||
 			    memcmp(buf + vs, "\"pub\"", 5))
 				return 0;
-		} else if (key_is(buf, ks, ke, "topic")) {
+		} else if (key_is(buf, ks, kl, "topic")) {
 			size_t tl = p - vs - 2;
 
 			/* Escaped or overlong topics take the slow path. */
@@ -277,12 +262,12 @@ int codec_fast_pub(const char *buf, size_t len, fast_pub_t *out)
 				return 0;
 			memcpy(out->topic, buf + vs + 1, tl);
 			out->topic[tl] = 0;
-		} else if (key_is(buf, ks, ke, "body")) {
+		} else if (key_is(buf, ks, kl, "body")) {
 			if (out->body)
 				return 0;
 			out->body = buf + vs;
 			out->body_len = p - vs;
-		} else if (key_is(buf, ks, ke, "id")) {
+		} else if (key_is(buf, ks, kl, "id")) {
 			/* An integer or a string of at most 128 bytes; an
 			 * escaped string's length is checked by the slow
 			 * path. */
@@ -297,18 +282,8 @@ int codec_fast_pub(const char *buf, size_t len, fast_pub_t *out)
 			out->id = buf + vs;
 			out->id_len = p - vs;
 		}
-		jscan_ws(buf, len, &p);
-		if (p >= len)
-			return 0;
-		if (buf[p] == '}')
-			break;
-		if (buf[p] != ',')
-			return 0;
-		p++;
 	}
-	p++;
-	jscan_ws(buf, len, &p);
-	return p == len && seen_op && seen_topic && out->body;
+	return rc == 0 && seen_op && seen_topic && out->body;
 }
 
 frame_t *codec_ok_mid_raw(const char *id, size_t id_len, const char *mid)

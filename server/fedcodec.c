@@ -218,44 +218,30 @@ static const size_t msg_key_len[] = {2, 5, 3, 6, 4, 2, 4, 4, 6};
  * caller then uses the full decoder, which words every error. */
 static int fast_msg(const char *buf, size_t len, fed_in_t *in)
 {
-	size_t p = 0, ks, vs, end;
+	size_t ks, kl, vs, end;
 	unsigned seen = 0;
 	const char *why;
+	jscan_obj_t o;
 	char *dst;
-	int esc;
+	int rc;
 
-	jscan_ws(buf, len, &p);
-	if (p >= len || buf[p] != '{')
+	if (jscan_obj_begin(&o, buf, len))
 		return 0;
 	/* Unescaped strings shrink when copied (quotes become one NUL). */
 	in->strings = dst = malloc(len + 1);
 	if (!dst)
 		abort();
-	p++;
-	for (;;) {
+	while ((rc = jscan_obj_next(&o, &ks, &kl, &vs, &end)) == 1) {
 		unsigned bit = 0;
 
-		jscan_ws(buf, len, &p);
-		if (p >= len || buf[p] != '"')
-			return 0;
-		ks = p + 1;
-		if (jscan_string(buf, len, &p, &esc) || esc)
-			return 0;
 		for (unsigned i = 0; i < sizeof msg_keys / sizeof *msg_keys;
 		     i++)
-			if (p - 1 - ks == msg_key_len[i] &&
+			if (kl == msg_key_len[i] &&
 			    !memcmp(buf + ks, msg_keys[i], msg_key_len[i]))
 				bit = 1u << i;
-		jscan_ws(buf, len, &p);
-		if (p >= len || buf[p] != ':')
-			return 0;
-		p++;
-		jscan_ws(buf, len, &p);
-		vs = p;
-		if (jscan_value(buf, len, &p) || (seen & bit))
+		if (seen & bit)
 			return 0;
 		seen |= bit;
-		end = p;
 		switch (bit) {
 		case F_OP:
 			if (end - vs != 5 || memcmp(buf + vs, "\"msg\"", 5))
@@ -294,18 +280,8 @@ static int fast_msg(const char *buf, size_t len, fed_in_t *in)
 				return 0;
 			break;
 		}
-		jscan_ws(buf, len, &p);
-		if (p >= len)
-			return 0;
-		if (buf[p] == '}')
-			break;
-		if (buf[p] != ',')
-			return 0;
-		p++;
 	}
-	p++;
-	jscan_ws(buf, len, &p);
-	if (p != len || seen != F_ALL)
+	if (rc || seen != F_ALL)
 		return 0;
 	in->op = FED_MSG;
 	return check_msg(in, &why) == 0;

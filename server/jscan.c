@@ -11,7 +11,6 @@
  * range are the full parser's business). */
 #define MAX_DIGITS 15
 
-
 static int hex4(const char *s, size_t len, size_t p, unsigned *v)
 {
 	*v = 0;
@@ -309,4 +308,17 @@ static int value(const char *s, size_t len, size_t *pos, int depth)
 int jscan_value(const char *s, size_t len, size_t *pos)
 {
 	return value(s, len, pos, 0);
+}
+
+int jscan_obj_begin(jscan_obj_t *o, const char *s, size_t len)
+{
+	o->s = s;
+	o->len = len;
+	o->pos = 0;
+	o->first = 1;
+	jscan_ws(s, len, &o->pos);
+	if (o->pos >= len || s[o->pos] != '{')
+		return -1;
+	o->pos++;
+	return 0;
 }

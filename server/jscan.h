@@ -29,6 +29,20 @@ int jscan_value(const char *s, size_t len, size_t *pos);
  * (including unpaired surrogates). */
 int jscan_string(const char *s, size_t len, size_t *pos, int *escaped);
 
+/* Walks the members of one JSON object text, for decoders that take
+ * fields without building a tree: keys must be plain strings (no
+ * escapes), values are validated and given as byte spans. */
+typedef struct jscan_obj {
+	const char *s; /* The text. */
+	size_t len;    /* Its length. */
+	size_t pos;    /* Where the walk stands. */
+	int first;     /* No member was returned yet. */
+} jscan_obj_t;
+
+/* Starts a walk over the object text s (leading whitespace allowed).
+ * Returns 0, or -1 when s does not start with an object. */
+int jscan_obj_begin(jscan_obj_t *o, const char *s, size_t len);
+
 /* Returns how many bytes at the start of s (len bytes) are plain: not a
  * quote, a backslash, a control character or non-ASCII. Word at a time
  * (SSE2 where the compiler targets it). */
@@ -41,6 +55,53 @@ static inline void jscan_ws(const char *s, size_t len, size_t *pos)
 	while (*pos < len && (s[*pos] == ' ' || s[*pos] == '\t' ||
 			      s[*pos] == '\n' || s[*pos] == '\r'))
 		(*pos)++;
+}
+
+/* Returns 1 with the next member: the key at s[*ks .. *ks + *kl) (quotes
+ * excluded) and the value at s[*vs .. *ve). Returns 0 at the end of the
+ * object when nothing but whitespace follows it, or -1 for anything else
+ * (an escaped key, bad JSON, trailing bytes, a value jscan_value is
+ * unsure of). Inline: the publish fast path calls it for every member. */
+static inline int jscan_obj_next(jscan_obj_t *o, size_t *ks, size_t *kl,
+				 size_t *vs, size_t *ve)
+{
+	const char *s = o->s;
+	size_t len = o->len, p = o->pos;
+	int esc;
+
+	jscan_ws(s, len, &p);
+	if (p >= len)
+		return -1;
+	if (s[p] == '}' && !o->first) {
+		p++;
+		jscan_ws(s, len, &p);
+		o->pos = p;
+		return p == len ? 0 : -1;
+	}
+	if (!o->first) {
+		if (s[p] != ',')
+			return -1;
+		p++;
+		jscan_ws(s, len, &p);
+	}
+	o->first = 0;
+	if (p >= len || s[p] != '"')
+		return -1;
+	*ks = p + 1;
+	if (jscan_string(s, len, &p, &esc) || esc)
+		return -1;
+	*kl = p - 1 - *ks;
+	jscan_ws(s, len, &p);
+	if (p >= len || s[p] != ':')
+		return -1;
+	p++;
+	jscan_ws(s, len, &p);
+	*vs = p;
+	if (jscan_value(s, len, &p))
+		return -1;
+	*ve = p;
+	o->pos = p;
+	return 1;
 }
 
 #endif
