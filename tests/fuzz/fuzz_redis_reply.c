@@ -21,14 +21,16 @@ static void visit(const cluster_entry_t *e, void *ud)
 }
 
 /* hiredis 0.14 allocates an array for a multi-bulk header's count at
- * once (no limit): inputs announcing huge arrays only measure malloc. */
+ * once (no limit): inputs announcing huge arrays only measure malloc. Any
+ * '*' counts, not only one at a line's start: the reader skips the two
+ * bytes after a bulk string without checking they are CRLF. */
 static int huge_array(const uint8_t *d, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		unsigned long long v = 0;
 		size_t k = i + 1;
 
-		if (d[i] != '*' || (i && d[i - 1] != '\n'))
+		if (d[i] != '*')
 			continue;
 		while (k < n && d[k] >= '0' && d[k] <= '9' && v < 1000000)
 			v = v * 10 + (unsigned)(d[k++] - '0');
