@@ -1,8 +1,10 @@
 /* bench.c: `parley bench` (and the stand-alone parley-loadgen built from
  * the same file for tests/bench/run.sh): a single-threaded epoll
  * WebSocket load generator for the parley.v1 hub and for NATS over
- * WebSocket. It measures fan-out throughput, publish-to-receive latency,
- * lost and duplicated messages, and the server's CPU time and memory.
+ * WebSocket, and an MQTT 3.1.1 client over plain TCP for Mosquitto (whose
+ * Debian build has no WebSocket listener). It measures fan-out
+ * throughput, publish-to-receive latency, lost and duplicated messages,
+ * and the server's CPU time and memory.
  *
  * It is a lean purpose-built client, not libparley: the library's
  * per-message callbacks and JSON decoding would be measured instead of
@@ -67,7 +69,7 @@
 static const char WS_GUID[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 static const char MAGIC[] = "LG1 ";
 
-enum proto { PROTO_PARLEY, PROTO_NATS };
+enum proto { PROTO_PARLEY, PROTO_NATS, PROTO_MQTT };
 enum role { ROLE_IDLE, ROLE_SUB, ROLE_PUB };
 enum cstate {
 	CS_NEW,	       /* Not connected yet. */
@@ -120,7 +122,8 @@ struct conn {
 
 	/* Publisher. */
 	uint64_t seq;	     /* Last sequence number published (from 1). */
-	uint64_t n_acked;    /* parley: publishes answered ok; NATS: sent. */
+	uint64_t n_acked;    /* parley: publishes answered ok; NATS: sent;
+				MQTT: PUBACKs. */
 	uint64_t n_failed;   /* parley: publishes answered with an error. */
 	uint64_t acked_upto; /* NATS: publishes covered by a PONG. */
 	struct bitmap acked; /* Seqs acknowledged (NATS: published). */
@@ -571,6 +574,11 @@ static void note_error(struct lg *g, const char *fmt, ...)
 			 "%s", msg);
 }
 
+static const char *proto_name(enum proto p)
+{
+	return p == PROTO_NATS ? "nats" : p == PROTO_MQTT ? "mqtt" : "parley";
+}
+
 static const char *role_name(enum role r)
 {
 	return r == ROLE_PUB   ? "publisher"
@@ -794,7 +802,9 @@ static void connect_more(struct lg *g)
 		conn_start(g, &g->conns[g->connect_next++]);
 }
 
-/* Connected: sends the upgrade request. */
+static void mqtt_connect(struct lg *g, struct conn *c);
+
+/* Connected: sends the upgrade request (MQTT: CONNECT). */
 static void on_connected(struct lg *g, struct conn *c)
 {
 	const struct endpoint *ep = endpoint_of(g, c);
@@ -802,6 +812,10 @@ static void on_connected(struct lg *g, struct conn *c)
 	char req[1024];
 	int n;
 
+	if (g->o.proto == PROTO_MQTT) {
+		mqtt_connect(g, c);
+		return;
+	}
 	for (int i = 0; i < 16; i += 8) {
 		uint64_t r = rng_next(&g->rng);
 
@@ -1293,6 +1307,186 @@ static int nats_feed(struct lg *g, struct conn *c, const uint8_t *p, size_t n)
 	return 0;
 }
 
+/* ---- MQTT 3.1.1 over TCP (Mosquitto) ---- */
+
+/* MQTT control packet types (the high nibble of the first byte). */
+enum {
+	MQ_CONNECT = 1,
+	MQ_CONNACK = 2,
+	MQ_PUBLISH = 3,
+	MQ_PUBACK = 4,
+	MQ_SUBSCRIBE = 8,
+	MQ_SUBACK = 9,
+};
+#define MQTT_PID_SPAN 65535 /* Packet ids 1..65535. */
+
+/* Queues raw protocol bytes: MQTT has no WebSocket framing here. */
+static void mqtt_send(struct lg *g, struct conn *c, const void *s, size_t n)
+{
+	buf_put(&c->out, s, n);
+	dirty_add(g, c);
+}
+
+/* Writes an MQTT "remaining length" at w; returns its size (1..4). */
+static size_t mqtt_len(uint8_t *w, size_t n)
+{
+	size_t k = 0;
+
+	do {
+		uint8_t b = n & 0x7f;
+
+		n >>= 7;
+		w[k++] = (uint8_t)(n ? b | 0x80 : b);
+	} while (n && k < 4);
+	return k;
+}
+
+/* Writes a 2-byte length and the string; returns the bytes written. */
+static size_t mqtt_str(uint8_t *w, const char *s, size_t n)
+{
+	w[0] = (uint8_t)(n >> 8);
+	w[1] = (uint8_t)n;
+	memcpy(w + 2, s, n);
+	return n + 2;
+}
+
+/* The packet id a publisher uses for its seq (QoS 1). */
+static unsigned mqtt_pid(uint64_t seq)
+{
+	return (unsigned)((seq - 1) % MQTT_PID_SPAN) + 1;
+}
+
+/* Connected: CONNECT with a clean session and no keepalive (the run is
+ * bounded in time). */
+static void mqtt_connect(struct lg *g, struct conn *c)
+{
+	uint8_t pkt[128], body[96], *w = body;
+	char id[48];
+	int il = snprintf(id, sizeof id, "lg%08x-%c%d", g->run_id,
+			  role_name(c->role)[0], c->idx);
+	size_t n;
+
+	w += mqtt_str(w, "MQTT", 4);
+	*w++ = 4;    /* protocol level: 3.1.1 */
+	*w++ = 0x02; /* clean session */
+	*w++ = 0;
+	*w++ = 0; /* keepalive off */
+	w += mqtt_str(w, id, (size_t)il);
+	pkt[0] = MQ_CONNECT << 4;
+	n = 1 + mqtt_len(pkt + 1, (size_t)(w - body));
+	memcpy(pkt + n, body, (size_t)(w - body));
+	mqtt_send(g, c, pkt, n + (size_t)(w - body));
+	c->state = CS_SETUP;
+	set_events(g, c, EPOLLIN);
+}
+
+/* Subscribes at QoS 0: like NATS core and parley's live delivery, the
+ * broker does not wait for the subscriber's acknowledgements. */
+static void mqtt_subscribe(struct lg *g, struct conn *c)
+{
+	uint8_t pkt[320], *w;
+	char t[300];
+	size_t tl = topic_name(g, c->idx, t);
+
+	pkt[0] = MQ_SUBSCRIBE << 4 | 0x2;
+	w = pkt + 1 + mqtt_len(pkt + 1, 2 + 2 + tl + 1);
+	*w++ = 0;
+	*w++ = 1; /* packet id */
+	w += mqtt_str(w, t, tl);
+	*w++ = 0; /* QoS 0 */
+	mqtt_send(g, c, pkt, (size_t)(w - pkt));
+}
+
+/* A PUBACK for packet id pid: marks the publish it answers. Ids repeat
+ * every 65,535 publishes; the window keeps fewer than that in flight, so
+ * the newest publish with that id is the one. */
+static void mqtt_puback(struct conn *c, unsigned pid)
+{
+	uint64_t back;
+
+	if (c->role != ROLE_PUB || !c->seq || !pid)
+		return;
+	back = (mqtt_pid(c->seq) + MQTT_PID_SPAN - pid) % MQTT_PID_SPAN;
+	if (back >= c->seq)
+		return;
+	if (!bitmap_test_set(&c->acked, c->seq - back))
+		c->n_acked++;
+}
+
+/* One complete packet of type t (flags fl) with body b of n bytes. */
+static void mqtt_packet(struct lg *g, struct conn *c, int t, int fl,
+			const uint8_t *b, size_t n)
+{
+	if (t == MQ_CONNACK) {
+		if (n < 2 || b[1]) {
+			conn_close(g, c, "CONNACK refused (code %d)",
+				   n < 2 ? -1 : b[1]);
+			return;
+		}
+		if (c->role == ROLE_SUB)
+			mqtt_subscribe(g, c);
+		else
+			conn_set_ready(g, c);
+	} else if (t == MQ_SUBACK) {
+		if (n < 3 || b[2] == 0x80) {
+			conn_close(g, c, "SUBACK refused");
+			return;
+		}
+		conn_set_ready(g, c);
+	} else if (t == MQ_PUBACK && n >= 2) {
+		mqtt_puback(c, (unsigned)(b[0] << 8 | b[1]));
+	} else if (t == MQ_PUBLISH && n >= 2) {
+		size_t off = 2 + (size_t)(b[0] << 8 | b[1]);
+		int qos = fl >> 1 & 3;
+
+		if (qos) {
+			uint8_t ack[4] = {MQ_PUBACK << 4, 2, 0, 0};
+
+			if (off + 2 > n)
+				return;
+			memcpy(ack + 2, b + off, 2);
+			mqtt_send(g, c, ack, 4);
+			off += 2;
+		}
+		if (off > n)
+			g->foreign++;
+		else if (n - off >= 4 && !memcmp(b + off, MAGIC, 4))
+			on_delivery(g, c, b + off, b + n);
+		else
+			g->foreign++;
+	}
+	/* PINGRESP and the rest: nothing to do. */
+}
+
+/* Parses MQTT packets in p; returns the bytes consumed (a partial packet
+ * is left), or -1 when c was closed. */
+static long mqtt_parse(struct lg *g, struct conn *c, const uint8_t *p,
+		       size_t n)
+{
+	size_t off = 0;
+
+	while (off < n && c->state != CS_CLOSED) {
+		size_t len = 0, k = 1;
+		int more = 1;
+
+		for (unsigned sh = 0; more && k < 5; sh += 7, k++) {
+			if (off + k >= n)
+				return (long)off;
+			len |= (size_t)(p[off + k] & 0x7f) << sh;
+			more = p[off + k] & 0x80;
+		}
+		if (more || len > MAX_MESSAGE) {
+			conn_close(g, c, "bad MQTT packet length");
+			return -1;
+		}
+		if (n - off - k < len)
+			break;
+		mqtt_packet(g, c, p[off] >> 4, p[off] & 0xf, p + off + k, len);
+		off += k + len;
+	}
+	return c->state == CS_CLOSED ? -1 : (long)off;
+}
+
 /* Handles a complete control frame. Returns -1 when c was closed. */
 static int ws_control(struct lg *g, struct conn *c, int op, const uint8_t *pl,
 		      size_t n)
@@ -1426,6 +1620,8 @@ static long conn_parse(struct lg *g, struct conn *c, uint8_t *p, size_t n)
 	size_t off = 0;
 	long r;
 
+	if (g->o.proto == PROTO_MQTT)
+		return mqtt_parse(g, c, p, n);
 	if (c->state == CS_HANDSHAKE) {
 		const uint8_t *e = memmem(p, n, "\r\n\r\n", 4);
 
@@ -1536,7 +1732,7 @@ static uint64_t pub_inflight(const struct lg *g, const struct conn *c)
 {
 	if (g->o.proto == PROTO_NATS)
 		return c->seq - c->acked_upto;
-	return c->seq - c->n_acked - c->n_failed;
+	return c->seq - c->n_acked - c->n_failed; /* MQTT: n_failed is 0 */
 }
 
 /* Publishes one message on c, stamped now. */
@@ -1585,6 +1781,21 @@ static void publish_one(struct lg *g, struct conn *c, int64_t now)
 	}
 	pad = g->o.size > ml ? g->o.size - ml : 0;
 	body = ml + pad;
+	if (g->o.proto == PROTO_MQTT) {
+		unsigned pid = mqtt_pid(c->seq);
+
+		*w++ = MQ_PUBLISH << 4 | 0x2; /* QoS 1: answered by PUBACK */
+		w += mqtt_len(w, 2 + tl + 2 + body);
+		w += mqtt_str(w, topic, tl);
+		*w++ = (uint8_t)(pid >> 8);
+		*w++ = (uint8_t)pid;
+		memcpy(w, meta, ml);
+		w += ml;
+		memset(w, 'x', pad);
+		w += pad;
+		mqtt_send(g, c, g->pubbuf, (size_t)(w - g->pubbuf));
+		return;
+	}
 	memcpy(w, "PUB ", 4);
 	w += 4;
 	memcpy(w, topic, tl);
@@ -1901,7 +2112,7 @@ static void report(struct lg *g)
 		fprintf(f, "{\"label\":");
 		json_string(f, g->o.label ? g->o.label : "");
 		fprintf(f, ",\"proto\":\"%s\",\"url\":",
-			g->o.proto == PROTO_NATS ? "nats" : "parley");
+			proto_name(g->o.proto));
 		json_string(f, g->o.ep.url);
 		fputs(",\"sub_urls\":[", f);
 		for (int i = 0; i < g->o.n_sub_ep; i++) {
@@ -1957,7 +2168,7 @@ static void report(struct lg *g)
 		return;
 	}
 	fprintf(f, "parley-loadgen %s %s subs=%d pubs=%d idle=%d size=%zu",
-		g->o.proto == PROTO_NATS ? "nats" : "parley", g->o.ep.url,
+		proto_name(g->o.proto), g->o.ep.url,
 		g->o.subs, g->o.pubs, g->o.idle, g->o.size);
 	if (g->o.topics > 1)
 		fprintf(f, " topics=%d", g->o.topics);
@@ -2023,8 +2234,9 @@ static void usage(FILE *f)
 {
 	fputs(
 	    "usage: " BENCH_NAME " [options]\n"
-	    "  --proto parley|nats   protocol (default parley)\n"
-	    "  --url ws://127.0.0.1:PORT/ws   loopback only\n"
+	    "  --proto parley|nats|mqtt  protocol (default parley; mqtt: 3.1.1\n"
+	    "                        over TCP, QoS 1 publishes, QoS 0 subs)\n"
+	    "  --url ws://127.0.0.1:PORT/ws   loopback only (mqtt://HOST:PORT)\n"
 	    "  --sub-url URL         subscribers connect here instead (a\n"
 	    "                        federated peer, another instance);\n"
 	    "                        repeated: round robin over them\n"
@@ -2045,7 +2257,8 @@ static void usage(FILE *f)
 	    "                        (subscriptions crossing links; default "
 	    "0)\n"
 	    "  --idle N              hold N idle connections open\n"
-	    "  --token TOKEN         parley: Bearer token; NATS: auth_token\n"
+	    "  --token TOKEN         parley: Bearer token; NATS: auth_token;\n"
+	    "                        MQTT: not sent (anonymous)\n"
 	    "  --pid PID[,PID]       server processes to sample in /proc\n"
 	    "  --label TEXT          name carried into the JSON\n"
 	    "  --json                one JSON object instead of the table\n"
@@ -2053,7 +2266,8 @@ static void usage(FILE *f)
 	    f);
 }
 
-/* Accepts ws://HOST:PORT/PATH with a loopback HOST only. */
+/* Accepts ws://HOST:PORT/PATH (MQTT: mqtt://HOST:PORT) with a loopback
+ * HOST only. */
 static void parse_url(struct endpoint *o, enum proto proto)
 {
 	const char *p = o->url, *hs, *he, *ps;
@@ -2061,7 +2275,11 @@ static void parse_url(struct endpoint *o, enum proto proto)
 	struct sockaddr_in *a4 = (struct sockaddr_in *)&o->addr;
 	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&o->addr;
 
-	if (strncmp(p, "ws://", 5))
+	if (proto == PROTO_MQTT) {
+		if (strncmp(p, "mqtt://", 7))
+			die("--url must start with mqtt:// with --proto mqtt");
+		p += 2; /* "mqtt://" and "ws://" end alike from here */
+	} else if (strncmp(p, "ws://", 5))
 		die("--url must start with ws:// (no TLS here)");
 	hs = p + 5;
 	if (*hs == '[') {
@@ -2078,7 +2296,7 @@ static void parse_url(struct endpoint *o, enum proto proto)
 		die("bad --url host");
 	memcpy(host, hs, (size_t)(he - hs));
 	host[he - hs] = 0;
-	o->port = proto == PROTO_NATS ? 80 : 8080;
+	o->port = proto == PROTO_NATS ? 80 : proto == PROTO_MQTT ? 1883 : 8080;
 	if (*ps == ':') {
 		o->port = atoi(ps + 1);
 		ps += 1 + strspn(ps + 1, "0123456789");
@@ -2151,8 +2369,10 @@ static void parse_opts(struct opts *o, int argc, char **argv)
 				o->proto = PROTO_PARLEY;
 			else if (!strcmp(optarg, "nats"))
 				o->proto = PROTO_NATS;
+			else if (!strcmp(optarg, "mqtt"))
+				o->proto = PROTO_MQTT;
 			else
-				die("--proto is parley or nats");
+				die("--proto is parley, nats or mqtt");
 			break;
 		case 'u':
 			snprintf(o->ep.url, sizeof o->ep.url, "%s", optarg);
@@ -2251,6 +2471,9 @@ static void parse_opts(struct opts *o, int argc, char **argv)
 		die("--subs needs at least one publisher");
 	if (!o->subs && !o->pubs && !o->idle)
 		die("nothing to do: give --subs, --pubs or --idle");
+	if (o->proto == PROTO_MQTT && o->window >= MQTT_PID_SPAN)
+		die("--window must be below %d with --proto mqtt (packet ids)",
+		    MQTT_PID_SPAN);
 	parse_url(&o->ep, o->proto);
 	for (int i = 0; i < o->n_sub_ep; i++)
 		parse_url(&o->sub_ep[i], o->proto);

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# run.sh: parley beside NATS over WebSocket, measured with parley-loadgen.
+# run.sh: parley beside NATS over WebSocket and Mosquitto over MQTT (its
+# Debian build has no WebSocket listener: plain TCP, MQTT 3.1.1, QoS 1
+# publishes, QoS 0 subscriptions), measured with parley-loadgen.
 # Starts fresh servers on free loopback ports for every measurement (so
 # peak RSS belongs to one workload), servers pinned to one core and the
 # load generator to the other, rounds interleaved, medians reported.
@@ -12,13 +14,16 @@
 #   lat1 lat100  fixed rate: 5,000 msg/s to 1, 200 msg/s to 100
 #   fed1 fed100  publisher on node A, K subscribers on node B, one mTLS
 #                link (NATS: a leaf node linked to its hub over mutual
-#                TLS, publisher on the leaf)
+#                TLS, publisher on the leaf; Mosquitto: a bridge from A
+#                to B over mutual TLS, QoS 1, topic bench/# out)
 #   fedlat1      fed1 at 5,000 msg/s
-#   chain100     A -> B -> C, subscribers on C (NATS: leaf -> hub -> leaf)
+#   chain100     A -> B -> C, subscribers on C (NATS: leaf -> hub -> leaf;
+#                Mosquitto: two bridges)
 #   cluster1     two instances on one Redis, publisher on the first, its
 #                subscriber on the second: every message crosses Redis
 #                (NATS: a two-server cluster, across the route)
 #   cluster100   the same, 100 subscribers split across both instances
+#                (Mosquitto has no cluster: not run)
 #   (for every multi-process setup the table also gives each process's
 #   CPU seconds per million deliveries)
 #   idle         IDLE connections held open: RSS per connection
@@ -38,6 +43,8 @@
 #   LOADGEN      parley-loadgen binary (default: build/tests/bench/
 #                parley-loadgen, else compiled here with cc -O2)
 #   NATS_SERVER  nats-server binary (default: nats-server on PATH)
+#   MOSQUITTO    mosquitto binary (default: mosquitto on PATH, else
+#                /usr/sbin/mosquitto)
 #   ROUNDS       rounds (default 3; smoke 1)
 #   DURATION     seconds per throughput/latency run (default 5)
 #   IDLE         idle connections held (default 10000; smoke 100); the
@@ -98,6 +105,7 @@ fi
 RESULTS=${RESULTS:-$HERE/results.json}
 PARLEYD=${PARLEYD:-$ROOT/build/server/parleyd}
 NATS_SERVER=${NATS_SERVER:-nats-server}
+MOSQUITTO=${MOSQUITTO:-$(command -v mosquitto || echo /usr/sbin/mosquitto)}
 SERVER_CPU=${SERVER_CPU:-0}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
 TOKEN=bench-token
@@ -151,7 +159,9 @@ if [[ -z $SUMMARIZE ]]; then
 	if [[ $MODE == full ]]; then
 		command -v "$NATS_SERVER" >/dev/null ||
 			fail "nats-server not found: apt-get install -y nats-server"
-		SERVERS="parley nats"
+		[[ -x $MOSQUITTO ]] ||
+			fail "mosquitto not found: apt-get install -y mosquitto"
+		SERVERS="parley nats mosquitto"
 	fi
 
 	PIN_SRV=()
@@ -351,8 +361,112 @@ nats_tls() {
 	echo "tls { cert_file: \"$WORK/certs/localhost.pem\", key_file: \"$WORK/certs/localhost.key\", ca_file: \"$WORK/certs/ca.pem\"${1:+, verify: true}, timeout: 5 }"
 }
 
-# Starts the setup of workload $1 for server $2 (parley|nats): sets
-# SETUP_PIDS, PUB_URL, SUB_URLS. Returns 1 when it did not come up.
+# Writes $WORK/$1.conf for mosquitto: an anonymous MQTT listener on port
+# $2, then the extra configuration text $3. It stays root when started
+# as root (it would switch to user mosquitto, which cannot read $WORK).
+# No bound on queued QoS 1 messages: by default a bridge that falls behind
+# drops what is over 1,000, and parley's links drop nothing.
+write_mosquitto_config() {
+	cat >"$WORK/$1.conf" <<EOF
+per_listener_settings false
+allow_anonymous true
+user root
+persistence false
+max_queued_messages 0
+log_dest stderr
+log_type error
+log_type warning
+log_type notice
+log_type information
+listener $2 127.0.0.1
+max_connections -1
+$3
+EOF
+}
+
+# mosquitto's bridge to the broker whose mutual-TLS listener is on port $1,
+# under the connection name $2, with the client certificate of node $3.
+mosquitto_bridge() {
+	cat <<EOF
+connection $2
+address localhost:$1
+topic bench/# out 1
+bridge_protocol_version mqttv311
+cleansession true
+bridge_cafile $WORK/certs/ca.pem
+bridge_certfile $WORK/certs/$3.bench.pem
+bridge_keyfile $WORK/certs/$3.bench.key
+EOF
+}
+
+# mosquitto's mutual-TLS listener for bridges on port $1.
+mosquitto_tls_listener() {
+	cat <<EOF
+listener $1 127.0.0.1
+cafile $WORK/certs/ca.pem
+certfile $WORK/certs/localhost.pem
+keyfile $WORK/certs/localhost.key
+require_certificate true
+use_identity_as_username true
+EOF
+}
+
+# Waits up to 10 s until file $1 has $2 lines matching the extended regex
+# $3 (mosquitto logs each bridge it accepts).
+wait_log() {
+	for _ in $(seq 200); do
+		(($(grep -Ec "$3" "$1" 2>/dev/null || true) >= $2)) && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+# Starts mosquitto's setup of workload kind $1 on ports $2 $3 $4 (the
+# brokers' MQTT listeners); sets PUB_URL and SUB_URLS. Returns 1 when it
+# did not come up.
+start_mosquitto() {
+	local kind=$1 p1=$2 p2=$3 p3=$4 f2 f3
+	case $kind in
+	single)
+		write_mosquitto_config mq "$p1" ""
+		spawn mq "$MOSQUITTO" -c "$WORK/mq.conf"
+		wait_port "$p1" "${SETUP_PIDS[0]}" || return 1
+		SUB_URLS=("mqtt://127.0.0.1:$p1")
+		;;
+	fed | chain)
+		certs
+		free_ports f2 f3
+		write_mosquitto_config a "$p1" "$(mosquitto_bridge "$f2" b a)"
+		if [[ $kind == fed ]]; then
+			write_mosquitto_config b "$p2" "$(mosquitto_tls_listener "$f2")"
+		else
+			write_mosquitto_config b "$p2" "$(mosquitto_tls_listener "$f2")
+$(mosquitto_bridge "$f3" c b)"
+			write_mosquitto_config c "$p3" "$(mosquitto_tls_listener "$f3")"
+			spawn c "$MOSQUITTO" -c "$WORK/c.conf"
+			wait_port "$p3" "${SETUP_PIDS[0]}" || return 1
+		fi
+		spawn b "$MOSQUITTO" -c "$WORK/b.conf"
+		wait_port "$p2" "${SETUP_PIDS[-1]}" || return 1
+		spawn a "$MOSQUITTO" -c "$WORK/a.conf"
+		wait_port "$p1" "${SETUP_PIDS[-1]}" || return 1
+		# The bridges are up when the far brokers logged their clients.
+		wait_log "$WORK/b.log" 1 "New (bridge|client) connected .*u'a.bench'" || return 1
+		if [[ $kind == chain ]]; then
+			wait_log "$WORK/c.log" 1 "New (bridge|client) connected .*u'b.bench'" || return 1
+			SUB_URLS=("mqtt://127.0.0.1:$p3")
+		else
+			SUB_URLS=("mqtt://127.0.0.1:$p2")
+		fi
+		;;
+	*) return 1 ;;
+	esac
+	PUB_URL="mqtt://127.0.0.1:$p1"
+	return 0
+}
+
+# Starts the setup of workload $1 for server $2 (parley|nats|mosquitto):
+# sets SETUP_PIDS, PUB_URL, SUB_URLS. Returns 1 when it did not come up.
 start_setup_once() {
 	local kind p1 p2 p3 f1 f2 f3 m1 m2 m3 lp
 	kind=$(setup_of "$1")
@@ -420,6 +534,10 @@ start_setup_once() {
 			;;
 		esac
 		return 0
+	fi
+	if [[ $2 == mosquitto ]]; then
+		start_mosquitto "$kind" "$p1" "$p2" "$p3"
+		return
 	fi
 	free_ports m1 m2 m3 lp
 	case $kind in
@@ -538,6 +656,10 @@ workload_args() {
 	esac
 	# Subscriptions cross links and routes after they are confirmed.
 	[[ $(setup_of "$1") == single ]] || echo "--settle 1"
+	# Time for what is still in flight after the last publish (the run
+	# ends as soon as everything arrived): a slow broker's backlog of
+	# 4,000 messages x 100 subscribers takes seconds.
+	echo "--drain 10"
 }
 
 RAW=$WORK/raw.jsonl
@@ -547,8 +669,9 @@ FAILED=0
 # Runs workload $1 against server $2 in round $3; appends one JSON line.
 run_one() {
 	local wl=$1 srv=$2 round=$3 out rc=0 alive=true errs=0 tok=() load
-	local subs=() cpu0=() names=() pcpu="" i n
+	local subs=() cpu0=() names=() pcpu="" i n proto=$srv
 	load=$(cut -d' ' -f1 /proc/loadavg)
+	[[ $srv == mosquitto ]] && proto=mqtt
 	start_setup "$wl" "$srv"
 	if [[ $srv == parley ]]; then
 		tok=(--token "$TOKEN")
@@ -560,7 +683,7 @@ run_one() {
 		cpu0+=("$(proc_cpu "${SETUP_PIDS[$i]}")")
 	done
 	# shellcheck disable=SC2046
-	out=$("${PIN_LG[@]}" "$LOADGEN" --proto "$srv" --url "$PUB_URL" "${subs[@]}" \
+	out=$("${PIN_LG[@]}" "$LOADGEN" --proto "$proto" --url "$PUB_URL" "${subs[@]}" \
 		"${tok[@]}" --pid "$(
 			IFS=,
 			echo "${SETUP_PIDS[*]}"
@@ -610,14 +733,16 @@ else
 	log "mode $MODE, $ROUNDS round(s), servers: $SERVERS, parleyd $PARLEYD"
 fi
 for round in $(seq "$((${#WORKLOADS} ? ROUNDS : 0))"); do
-	order=$SERVERS
-	# Alternate which server goes first, so neither always runs on a
-	# freshly quiet machine.
-	if [[ $MODE == full ]] && ((round % 2 == 0)); then
-		order="nats parley"
-	fi
+	# Rotate which server goes first, so none always runs on a freshly
+	# quiet machine.
+	read -ra order <<<"$SERVERS"
+	for ((i = 1; i < round; i++)); do
+		order=("${order[@]:1}" "${order[0]}")
+	done
 	for wl in $WORKLOADS; do
-		for srv in $order; do
+		for srv in "${order[@]}"; do
+			# Mosquitto has no cluster of its own.
+			[[ $srv == mosquitto && $(setup_of "$wl") == cluster ]] && continue
 			run_one "$wl" "$srv" "$round"
 		done
 	done
@@ -641,10 +766,11 @@ fi
 # ---- summary ----
 
 "$PY" - "$RAW" "$RESULTS" "$ROUNDS" "$LOAD_BEFORE" "$LOAD_AFTER" \
-	"$("$NATS_SERVER" --version 2>&1 | head -n1)" "$PARLEYD" <<'EOF'
+	"$("$NATS_SERVER" --version 2>&1 | head -n1)" "$PARLEYD" \
+	"$("$MOSQUITTO" -h 2>&1 | sed -n 's/^mosquitto version //p' | head -n1)" <<'EOF'
 import json, os, platform, statistics, subprocess, sys, time
 
-raw, out, rounds, load0, load1, nats_ver, parleyd = sys.argv[1:8]
+raw, out, rounds, load0, load1, nats_ver, parleyd, mosq_ver = sys.argv[1:9]
 runs = [json.loads(l) for l in open(raw) if l.strip()]
 loads = [r["loadavg"] for r in runs if isinstance(r.get("loadavg"), (int, float))]
 if loads:
@@ -686,7 +812,7 @@ except OSError:
 meta = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "rounds": int(rounds),
         "host_cpu": cpu, "nproc": os.cpu_count(), "kernel": platform.release(),
         "loadavg_min": load0, "loadavg_max": load1,
-        "nats_server": nats_ver, "parleyd": parleyd,
+        "nats_server": nats_ver, "mosquitto": mosq_ver, "parleyd": parleyd,
         "pinning": {"server_cpu": os.environ.get("SERVER_CPU", "0"),
                     "loadgen_cpu": os.environ.get("LOADGEN_CPU", "1")},
         "nice": os.environ.get("NICE", ""),
@@ -710,10 +836,10 @@ TITLES = {"fanout1": "fan-out K=1, open throttle",
           "topics": "many-topics: 1,000 topics x 1 subscriber, 4 publishers",
           "lat1": "latency K=1 at 5,000 msg/s",
           "lat100": "latency K=100 at 200 msg/s",
-          "fed1": "federated K=1 (parley: A -> B over mTLS; nats: leaf -> hub over mTLS)",
+          "fed1": "federated K=1 (parley: A -> B over mTLS; nats: leaf -> hub over mTLS; mosquitto: bridge over mTLS)",
           "fed100": "federated K=100 (same setups)",
           "fedlat1": "federated K=1 at 5,000 msg/s",
-          "chain100": "federated chain K=100 (parley: A -> B -> C; nats: leaf -> hub -> leaf)",
+          "chain100": "federated chain K=100 (parley: A -> B -> C; nats: leaf -> hub -> leaf; mosquitto: 2 bridges)",
           "cluster1": "cluster K=1 across instances (parley: i1 -> Redis -> i2; nats: n1 -> route -> n2)",
           "cluster100": "cluster K=100 split over 2 instances (parley: + Redis; nats: 2-server cluster)",
           "idle": "idle connections"}
@@ -739,7 +865,9 @@ ROWS = {
              ("server CPU use while idle", "idle_server_cpu_util", "pct"),
              ("server peak RSS", "server_peak_rss_kb", "kb")],
 }
-print(f"\nparley vs NATS {nats_ver.split()[-1] if nats_ver else ''} over WebSocket: "
+SRVS = ("parley", "nats", "mosquitto")
+print(f"\nparley vs NATS {nats_ver.split()[-1] if nats_ver else ''} over WebSocket "
+      f"and Mosquitto {mosq_ver} over MQTT/TCP: "
       f"200-byte bodies, median of {rounds} interleaved rounds, "
       f"server on CPU {meta['pinning']['server_cpu']}, loadgen on CPU {meta['pinning']['loadgen_cpu']}"
       + (f", nice {meta['nice']}" if meta['nice'] else ""))
@@ -748,8 +876,8 @@ if max(float(load0.split()[0]), float(load1.split()[0])) > (os.cpu_count() or 1)
     print("!! the machine was busy with other work (load average above the core count):\n"
           "!! throughput and latency are understated; CPU-s per delivery still holds")
 print()
-print(f"{'workload / metric':<44} {'parley':>12} {'nats':>12}")
-print("-" * 70)
+print(f"{'workload / metric':<44} {'parley':>12} {'nats':>12} {'mosquitto':>12}")
+print("-" * 83)
 for wl in summary:
     kind = "idle" if wl == "idle" else "lat" if "lat" in wl else "fanout"
     title = TITLES.get(wl, wl)
@@ -759,19 +887,19 @@ for wl in summary:
     print(title)
     for name, key, k in ROWS[kind]:
         vals = []
-        for srv in ("parley", "nats"):
+        for srv in SRVS:
             s = summary[wl].get(srv)
             if not s: vals.append("-"); continue
             v = s[key[0]][key[1]] if isinstance(key, tuple) else s.get(key)
             vals.append(fmt(v, k))
-        print(f"  {name:<42} {vals[0]:>12} {vals[1]:>12}")
+        print(f"  {name:<42} {vals[0]:>12} {vals[1]:>12} {vals[2]:>12}")
     lossy = []
-    for srv in ("parley", "nats"):
+    for srv in SRVS:
         s = summary[wl].get(srv)
         if s and (s["lost_total"] or s["duplicated_total"] or s["failed_runs"]):
             lossy.append(f"{srv}: lost {s['lost_total']}, duplicated {s['duplicated_total']}, failed runs {s['failed_runs']}")
     procs = []
-    for srv in ("parley", "nats"):
+    for srv in SRVS:
         rs = [r for r in runs if r["label"] == wl and r["server"] == srv and r.get("delivered")]
         names = sorted({n for r in rs for n in r.get("proc_cpu_s", {})})
         if len(names) < 2:
@@ -786,7 +914,7 @@ for wl in summary:
     if kind != "idle":
         print(f"  {'lost / duplicated (all rounds)':<42} " +
               " ".join(f"{(str(summary[wl][s]['lost_total'])+' / '+str(summary[wl][s]['duplicated_total'])) if s in summary[wl] else '-':>12}"
-                       for s in ("parley", "nats")))
+                       for s in SRVS))
     for l in lossy:
         print(f"  !! {l}")
 print(f"\nresults: {out}")
