@@ -59,44 +59,63 @@
  * digits (head, tail), path JSON, and the peer and its cursor ('' when
  * not from a peer). Returns one integer per message: its seq, or 0 when
  * the mid was already stored. One call per batch rather than per message:
- * the call itself cost Redis about as much as the stores in it. */
+ * the call itself cost Redis about as much as the stores in it; for the
+ * same reason the batch takes its seqs with one INCRBY, and reads and
+ * writes each topic's newest seq (P:last) once, not per message. */
 static const char store_script[] =
     "local p, n = ARGV[1], tonumber(ARGV[7])\n"
     "if redis.call('GET', p..':epoch') ~= ARGV[5] then "
     "return redis.error_reply('EPOCH changed') end\n"
-    "local d, out = '0123456789abcdefghijklmnopqrstuvwxyz', {}\n"
-    "for i = 1, n do\n"
-    "local a = 7 + (i - 1) * 7\n"
-    "local topic, mid, path = ARGV[a + 1], ARGV[a + 2], ARGV[a + 5]\n"
+    "local out, keep, cur = {}, 0, {}\n"
     /* Without federation every mid is this node's own, unique by
      * construction and stored once: no marker key is needed. With it,
      * a peer's message can arrive twice (two routes, a gateway taking
      * over), and must not reuse one of ours. */
-    "local dup = false\n"
-    "if ARGV[a + 6] ~= '' then redis.call('HSET', p..':fedcursor', "
-    "ARGV[a + 6], ARGV[a + 7]) end\n"
-    "if ARGV[6] == '1' or ARGV[a + 6] ~= '' then "
-    "dup = not redis.call('SET', p..':mid:'..mid, '1', 'NX', 'EX', ARGV[4]) "
+    "for i = 1, n do\n"
+    "local a = 7 + (i - 1) * 7\n"
+    "local peer = ARGV[a + 6]\n"
+    "if peer ~= '' then cur[peer] = ARGV[a + 7] end\n"
+    "if (ARGV[6] == '1' or peer ~= '') and not redis.call('SET', "
+    "p..':mid:'..ARGV[a + 2], '1', 'NX', 'EX', ARGV[4]) then out[i] = 0 "
+    "else keep = keep + 1 end\n"
     "end\n"
-    "if dup then out[i] = 0 else\n"
-    "local seq = redis.call('INCR', p..':seq')\n"
-    "local v, s = seq, ''\n"
+    "for peer, c in pairs(cur) do "
+    "redis.call('HSET', p..':fedcursor', peer, c) end\n"
+    "if keep == 0 then return out end\n"
+    "local seq = redis.call('INCRBY', p..':seq', keep) - keep\n"
+    "local d, last, order = '0123456789abcdefghijklmnopqrstuvwxyz', {}, {}\n"
+    "local lk, hl, ll = p..':log', ARGV[2], ARGV[3]\n"
+    /* Lua turns a number into a string with sprintf, and hashes every
+     * string it makes (Redis hashes all bytes): each string is made
+     * once. */
+    "for i = 1, n do if not out[i] then\n"
+    "local a = 7 + (i - 1) * 7\n"
+    "local topic, path = ARGV[a + 1], ARGV[a + 5]\n"
+    "seq = seq + 1\n"
+    "local sd = tostring(seq)\n"
+    "local id, v, s = sd..'-1', seq, ''\n"
     "repeat local r = v % 36; s = string.sub(d, r + 1, r + 1)..s; "
     "v = math.floor(v / 36) until v == 0\n"
     "local rec = ARGV[a + 3]..s..ARGV[a + 4]\n"
-    "local prev = redis.call('HGET', p..':last', topic) or '0'\n"
-    "redis.call('HSET', p..':last', topic, seq)\n"
-    "redis.call('XADD', p..':t:'..topic, 'MAXLEN', '~', ARGV[2], "
-    "seq..'-1', 'm', rec, 'p', prev)\n"
-    "redis.call('XADD', p..':log', 'MAXLEN', '~', ARGV[3], seq..'-1', "
-    "'m', rec, 'path', path, 't', topic)\n"
+    "local prev = last[topic]\n"
+    "if not prev then\n"
+    "prev = redis.call('HGET', p..':last', topic) or '0'\n"
+    "order[#order + 1] = topic\n"
     /* A topic enters P:last and P:topics in the same script, so only
      * its first message needs the SADD. */
     "if prev == '0' then redis.call('SADD', p..':topics', topic) end\n"
-    "redis.call('PUBLISH', p..':c:'..topic, seq..'\\n'..path..'\\n'..rec)\n"
+    "end\n"
+    "last[topic] = sd\n"
+    "redis.call('XADD', p..':t:'..topic, 'MAXLEN', '~', hl, id, 'm', rec, "
+    "'p', prev)\n"
+    "redis.call('XADD', lk, 'MAXLEN', '~', ll, id, 'm', rec, 'path', path, "
+    "'t', topic)\n"
+    "redis.call('PUBLISH', p..':c:'..topic, sd..'\\n'..path..'\\n'..rec)\n"
     "out[i] = seq\n"
-    "end\n"
-    "end\n"
+    "end end\n"
+    "local h = {}\n"
+    "for _, t in ipairs(order) do h[#h + 1] = t; h[#h + 1] = last[t] end\n"
+    "redis.call('HSET', p..':last', unpack(h))\n"
     "return out\n";
 
 /* One message of a batch: whom to tell. */
