@@ -7,26 +7,23 @@ loop in a background thread."""
 
 import asyncio
 import json
-import struct
+import os
+import sys
 import threading
 
 import websockets
 
 from harness import free_port
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "integration"))
+import wsframe  # noqa: E402
+
 
 def raw_frame(payload, opcode=0x1, fin=True, length=None):
     """Returns an unmasked server-to-client WebSocket frame whose header
     announces length (default: the real length) bytes."""
-    n = len(payload) if length is None else length
-    b0 = (0x80 if fin else 0) | opcode
-    if n < 126:
-        head = struct.pack("!BB", b0, n)
-    elif n < 65536:
-        head = struct.pack("!BBH", b0, 126, n)
-    else:
-        head = struct.pack("!BBQ", b0, 127, n)
-    return head + payload
+    return wsframe.encode(opcode, payload, fin=fin, declared_len=length)
 
 
 class Fragments(list):

@@ -35,7 +35,6 @@ import re
 import shutil
 import socket
 import ssl
-import struct
 import subprocess
 import sys
 import tempfile
@@ -50,6 +49,7 @@ sys.path.insert(0, os.path.join(SOURCE_DIR, "tests", "integration"))
 
 import parleytest as pt  # noqa: E402
 import websockets  # noqa: E402
+import wsframe  # noqa: E402
 import websockets.exceptions  # noqa: E402
 from parleytest import Failure, check, check_eq, note  # noqa: E402,F401
 from parleytest import burst, check_no_duplicates, check_once_in_order, collect  # noqa: E402,F401
@@ -797,21 +797,8 @@ class FakePeer:
         c.t_last_sent = time.monotonic()
         return rest
 
-    @staticmethod
-    def _frame(opcode, payload):
-        if isinstance(payload, str):
-            payload = payload.encode()
-        n = len(payload)
-        if n < 126:
-            hdr = struct.pack("!BB", 0x80 | opcode, n)
-        elif n <= 0xffff:
-            hdr = struct.pack("!BBH", 0x80 | opcode, 126, n)
-        else:
-            hdr = struct.pack("!BBQ", 0x80 | opcode, 127, n)
-        return hdr + payload
-
     def _send(self, s, c, opcode, payload):
-        s.sendall(self._frame(opcode, payload))
+        s.sendall(wsframe.encode(opcode, payload))
         c.t_last_sent = time.monotonic()
 
     def _ws_loop(self, s, c, buf, mode, name):
@@ -820,29 +807,11 @@ class FakePeer:
         frag = b""
         while True:
             # Parse every complete frame in buf.
-            while len(buf) >= 2:
-                b0, b1 = buf[0], buf[1]
-                n, off = b1 & 0x7f, 2
-                if n == 126:
-                    if len(buf) < 4:
-                        break
-                    n, off = struct.unpack("!H", buf[2:4])[0], 4
-                elif n == 127:
-                    if len(buf) < 10:
-                        break
-                    n, off = struct.unpack("!Q", buf[2:10])[0], 10
-                mask = None
-                if b1 & 0x80:
-                    if len(buf) < off + 4:
-                        break
-                    mask, off = buf[off:off + 4], off + 4
-                if len(buf) < off + n:
+            while True:
+                f = wsframe.parse(buf)
+                if not f:
                     break
-                payload = buf[off:off + n]
-                buf = buf[off + n:]
-                if mask:
-                    payload = bytes(x ^ mask[i % 4] for i, x in enumerate(payload))
-                op = b0 & 0x0f
+                fin, op, payload, buf = f
                 if op == 0x8:  # Close: answer it and end.
                     if not silent:
                         try:
@@ -858,7 +827,7 @@ class FakePeer:
                     continue
                 if op in (0x1, 0x0):
                     frag += payload
-                    if not (b0 & 0x80):
+                    if not fin:
                         continue
                     text, frag = frag, b""
                     try:

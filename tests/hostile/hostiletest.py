@@ -55,6 +55,7 @@ for _d in ("integration", "federation", "cluster"):
         sys.path.insert(0, _p)
 
 import parleytest as pt  # noqa: E402
+import wsframe  # noqa: E402
 from parleytest import Failure, check, check_eq, note  # noqa: E402,F401 (re-exported)
 
 __all__ = ["Failure", "check", "check_eq", "note"]
@@ -582,29 +583,10 @@ class FedRaw:
             self._task = asyncio.create_task(self._read_loop())
         return self
 
-    def _frame(self, opcode, payload, fin=True, masked=True, rsv=0):
-        import struct as st
-        if isinstance(payload, str):
-            payload = payload.encode()
-        n = len(payload)
-        b0 = (0x80 if fin else 0) | (rsv << 4) | opcode
-        mb = 0x80 if masked else 0
-        if n < 126:
-            hdr = st.pack("!BB", b0, mb | n)
-        elif n <= 0xffff:
-            hdr = st.pack("!BBH", b0, mb | 126, n)
-        else:
-            hdr = st.pack("!BBQ", b0, mb | 127, n)
-        if masked:
-            mask = os.urandom(4)
-            m = (mask * (n // 4 + 1))[:n]
-            payload = bytes(a ^ b for a, b in zip(payload, m))
-            hdr += mask
-        return hdr + payload
-
-    def write_frame(self, opcode, payload, **kw):
+    def write_frame(self, opcode, payload, fin=True, masked=True, rsv=0):
         """Queues a frame (no drain)."""
-        self.writer.write(self._frame(opcode, payload, **kw))
+        self.writer.write(wsframe.encode(opcode, payload, fin=fin, rsv=rsv,
+                                         masked=masked))
 
     async def send_frame(self, opcode, payload, **kw):
         self.write_frame(opcode, payload, **kw)
@@ -626,23 +608,11 @@ class FedRaw:
                     self.closed = self.closed or ("eof", None)
                     break
                 buf += d
-                while len(buf) >= 2:
-                    b0, b1 = buf[0], buf[1]
-                    n, off = b1 & 0x7f, 2
-                    if n == 126:
-                        if len(buf) < 4:
-                            break
-                        n, off = st.unpack("!H", buf[2:4])[0], 4
-                    elif n == 127:
-                        if len(buf) < 10:
-                            break
-                        n, off = st.unpack("!Q", buf[2:10])[0], 10
-                    if b1 & 0x80:
-                        off += 4
-                    if len(buf) < off + n:
+                while True:
+                    f = wsframe.parse(buf)
+                    if not f:
                         break
-                    payload, buf = buf[off:off + n], buf[off + n:]
-                    op = b0 & 0x0f
+                    fin, op, payload, buf = f
                     if op == 0x8:
                         code = st.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
                         self.closed = ("close", code)
@@ -657,7 +627,7 @@ class FedRaw:
                         continue
                     if op in (0x0, 0x1):
                         frag += payload
-                        if not b0 & 0x80:
+                        if not fin:
                             continue
                         text, frag = frag, b""
                         try:

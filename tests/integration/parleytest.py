@@ -35,6 +35,8 @@ import traceback
 import websockets
 import websockets.exceptions
 
+import wsframe
+
 NODE = "test.example"
 SUBPROTOCOL = "parley.v1"
 CURSOR_RE = re.compile(r"^[0-9a-z-]+$")
@@ -766,22 +768,9 @@ class RawWS:
                    declared_len=None):
         """Sends one frame. declared_len overrides the length field (the
         payload is sent as given)."""
-        if isinstance(payload, str):
-            payload = payload.encode()
-        n = len(payload) if declared_len is None else declared_len
-        b0 = (0x80 if fin else 0) | (rsv << 4) | opcode
-        mb = 0x80 if masked else 0
-        if n < 126:
-            hdr = struct.pack("!BB", b0, mb | n)
-        elif n <= 0xffff:
-            hdr = struct.pack("!BBH", b0, mb | 126, n)
-        else:
-            hdr = struct.pack("!BBQ", b0, mb | 127, n)
-        if masked:
-            mask = os.urandom(4)
-            payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-            hdr += mask
-        self.sock.sendall(hdr + payload)
+        self.sock.sendall(wsframe.encode(opcode, payload, fin=fin, rsv=rsv,
+                                         masked=masked,
+                                         declared_len=declared_len))
 
     def send_text(self, text):
         self.send_frame(0x1, text)
@@ -805,25 +794,13 @@ class RawWS:
         """Returns (fin, opcode, payload), or None at end of stream.
         Raises socket.timeout."""
         deadline = time.monotonic() + timeout
-        if not self._need(2, deadline):
-            return None
-        b0, b1 = self.buf[0], self.buf[1]
-        n, off = b1 & 0x7f, 2
-        if n == 126:
-            if not self._need(4, deadline):
+        while True:
+            f = wsframe.parse(self.buf)
+            if f:
+                fin, op, payload, self.buf = f
+                return fin, op, payload
+            if not self._need(len(self.buf) + 1, deadline):
                 return None
-            n, off = struct.unpack("!H", self.buf[2:4])[0], 4
-        elif n == 127:
-            if not self._need(10, deadline):
-                return None
-            n, off = struct.unpack("!Q", self.buf[2:10])[0], 10
-        if b1 & 0x80:
-            off += 4  # Servers must not mask; tolerate it when reading.
-        if not self._need(off + n, deadline):
-            return None
-        payload = self.buf[off:off + n]
-        self.buf = self.buf[off + n:]
-        return bool(b0 & 0x80), b0 & 0x0f, payload
 
     def recv_json(self, timeout=5.0):
         """Returns the next text frame as an object (skips control frames)."""
