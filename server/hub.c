@@ -46,6 +46,9 @@ int64_t hub_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Crockford base32, the alphabet of mids. */
+static const char b32[] = "0123456789abcdefghjkmnpqrstvwxyz";
+
 hub_t *hub_new(uv_loop_t *loop, config_t *cfg, const char *config_path)
 {
 	hub_t *h = calloc(1, sizeof *h);
@@ -74,6 +77,8 @@ hub_t *hub_new(uv_loop_t *loop, config_t *cfg, const char *config_path)
 	    sizeof h->mid_rand)
 		h->mid_rand = (uint64_t)hub_now_ms() * 2654435761u;
 	h->mid_counter = h->mid_rand >> 24;
+	for (uint64_t i = 8, r = h->mid_rand; i-- > 0; r >>= 5)
+		h->mid_rand32[i] = b32[r & 31];
 	if (!log_level_parse(cfg->log_level, &lvl))
 		log_set_level(lvl);
 	return h;
@@ -101,23 +106,25 @@ void hub_free(hub_t *h)
 }
 
 /* Writes a 26-character message id: 48 bits of milliseconds, then 40
- * random bits fixed for this process and a 40-bit counter, in Crockford
- * base32. Ids sort by time, are unique within the process by the counter,
- * and across nodes and restarts by the random part. */
+ * random bits fixed for this process (mid_rand32) and a 40-bit counter,
+ * in Crockford base32. Ids sort by time, are unique within the process by
+ * the counter, and across nodes and restarts by the random part. */
 static void make_mid(hub_t *h, int64_t now_ms, char out[27])
 {
-	static const char b32[] = "0123456789abcdefghjkmnpqrstvwxyz";
 	uint64_t t = (uint64_t)now_ms;
-	uint64_t hi = (h->mid_rand & 0xffffffffffull);
 	uint64_t lo = (h->mid_counter++ & 0xffffffffffull);
 
 	for (int i = 9; i >= 0; i--, t >>= 5)
 		out[i] = b32[t & 31];
-	for (int i = 17; i >= 10; i--, hi >>= 5)
-		out[i] = b32[hi & 31];
+	memcpy(out + 10, h->mid_rand32, 8);
 	for (int i = 25; i >= 18; i--, lo >>= 5)
 		out[i] = b32[lo & 31];
 	out[26] = 0;
+}
+
+int hub_mid_is_own(const hub_t *h, const char *mid)
+{
+	return strlen(mid) == 26 && !memcmp(mid + 10, h->mid_rand32, 8);
 }
 
 /* Router callback: queues the message once per session, however many of
@@ -174,9 +181,10 @@ int hub_accept(hub_t *h, msg_t *m)
 	m->frame = codec_msg(m, cursor);
 	hub_deliver(h, m->topic, m->seq, m->frame);
 	if (h->fed) {
-		/* Our own mids too: a peer must not get a message of its own
-		 * stored under one of them (hostile/02 tries). */
-		fed_note_mid(h->fed, m->mid);
+		/* Copies of a peer's message arriving later are dropped. Our
+		 * own mids are recognised without the window (fed.c). */
+		if (!hub_mid_is_own(h, m->mid))
+			fed_note_mid(h->fed, m->mid);
 		fed_forward(h->fed, m);
 	}
 	return 0;

@@ -89,6 +89,7 @@ typedef struct hub {
 	int exit_code;		   /* Returned by hub_run. */
 
 	uint64_t mid_rand;    /* Random part of this process's mids. */
+	char mid_rand32[9];   /* The same as it stands in them. */
 	uint64_t mid_counter; /* Increments per mid. */
 	uint64_t started_ms;  /* Wall clock at start. */
 	hub_metrics_t m;      /* Counters. */
@@ -122,6 +123,9 @@ int64_t hub_now_ms(void);
  * limits.max_topics (PE_TOO_MANY). Returns 0 and *out (a reference). */
 int hub_new_msg(hub_t *h, const char *topic, const char *from, const char *body,
 		size_t body_len, msg_t **out);
+
+/* Returns 1 when mid was made by this process (by hub_new_msg). */
+int hub_mid_is_own(const hub_t *h, const char *mid);
 
 /* Queues a live message's frame to every local session subscribed to
  * topic (once per session). */
