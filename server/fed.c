@@ -26,6 +26,7 @@
 #include "fedtls.h"
 #include "history.h"
 #include "hub.h"
+#include "jscan.h"
 #include "log.h"
 #include "outq.h"
 #include "presence.h"
@@ -1069,6 +1070,17 @@ static void on_frame(fed_link_t *l, const char *buf, size_t len)
 	fedcodec_free(&in);
 }
 
+/* A complete message: it must be UTF-8 (lws's byte-by-byte check is off,
+ * see server.c). */
+static void on_text(fed_link_t *l, const char *m, size_t len)
+{
+	if (!jscan_utf8_valid(m, len)) {
+		link_kill(l, "invalid UTF-8");
+		return;
+	}
+	on_frame(l, m, len);
+}
+
 /* Reassembles messages within the federation frame bound. */
 static int on_receive(fed_link_t *l, const char *in, size_t len)
 {
@@ -1085,7 +1097,7 @@ static int on_receive(fed_link_t *l, const char *in, size_t len)
 		return 0;
 	}
 	if (final && !l->rx_len) {
-		on_frame(l, in, len);
+		on_text(l, in, len);
 		return 0;
 	}
 	if (l->rx_len + len > l->rx_cap) {
@@ -1103,7 +1115,7 @@ static int on_receive(fed_link_t *l, const char *in, size_t len)
 	memcpy(l->rx + l->rx_len, in, len);
 	l->rx_len += len;
 	if (final) {
-		on_frame(l, l->rx, l->rx_len);
+		on_text(l, l->rx, l->rx_len);
 		l->rx_len = 0;
 	}
 	return 0;
@@ -1574,8 +1586,7 @@ int fed_start(fed_t *f)
 	 * failure, instead of a silent TLS alert. */
 	vi.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
 		     LWS_SERVER_OPTION_REQUIRE_VALID_OPENSSL_CLIENT_CERT |
-		     LWS_SERVER_OPTION_PEER_CERT_NOT_REQUIRED |
-		     LWS_SERVER_OPTION_VALIDATE_UTF8;
+		     LWS_SERVER_OPTION_PEER_CERT_NOT_REQUIRED;
 	vi.ssl_cert_filepath = h->cfg->fed_cert;
 	vi.ssl_private_key_filepath = h->cfg->fed_key;
 	vi.ssl_ca_filepath = h->cfg->fed_ca;
@@ -1599,8 +1610,7 @@ int fed_start(fed_t *f)
 	vi.vhost_name = "federation-client";
 	vi.port = CONTEXT_PORT_NO_LISTEN;
 	vi.protocols = fed_protocols;
-	vi.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
-		     LWS_SERVER_OPTION_VALIDATE_UTF8;
+	vi.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 	vi.client_ssl_cert_filepath = h->cfg->fed_cert;
 	vi.client_ssl_private_key_filepath = h->cfg->fed_key;
 	vi.client_ssl_ca_filepath = h->cfg->fed_ca;

@@ -32,8 +32,7 @@ static int hex4(const char *s, size_t len, size_t p, unsigned *v)
 
 /* Returns the length of the valid UTF-8 sequence (2-4 bytes) starting
  * with lead byte c at s[p], or 0 (overlongs, surrogates, > U+10FFFF and
- * truncations are invalid). lws already validates text frames; this keeps
- * the scanner safe on any input. */
+ * truncations are invalid). */
 static size_t utf8_len(const char *s, size_t len, size_t p)
 {
 	const unsigned char *u = (const unsigned char *)s + p;
@@ -48,6 +47,34 @@ static size_t utf8_len(const char *s, size_t len, size_t p)
 	    (u[0] == 0xf0 && u[1] < 0x90) || (u[0] == 0xf4 && u[1] > 0x8f))
 		return 0;
 	return n;
+}
+
+int jscan_utf8_valid(const char *s, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		uint64_t w;
+		size_t n;
+
+		while (i + 8 <= len) {
+			memcpy(&w, s + i, 8);
+			if (w & 0x8080808080808080ull)
+				break;
+			i += 8;
+		}
+		if (i == len)
+			break;
+		if (!((unsigned char)s[i] & 0x80)) {
+			i++;
+			continue;
+		}
+		n = utf8_len(s, len, i);
+		if (!n)
+			return 0;
+		i += n;
+	}
+	return 1;
 }
 
 /* Plain bytes: anything but a quote, a backslash, a control character

@@ -11,6 +11,7 @@
 #include "conn.h"
 #include "err.h"
 #include "hub.h"
+#include "jscan.h"
 #include "log.h"
 #include "strmap.h"
 
@@ -116,8 +117,28 @@ static int on_filter(struct lws *wsi, conn_t *c)
 	return 0;
 }
 
+/* A complete message: binary is refused, text must be UTF-8 (RFC 6455:
+ * close with 1007; lws's byte-by-byte check is off, see server.c).
+ * Returns -1 to close. */
+static int on_message(struct lws *wsi, conn_t *c, const char *m, size_t len)
+{
+	if (c->rx_binary) {
+		client_reject_binary(c);
+		return 0;
+	}
+	if (!jscan_utf8_valid(m, len)) {
+		log_info("invalid_utf8", "conn=%llu peer=%s",
+			 (unsigned long long)c->id, c->peer);
+		lws_close_reason(wsi, LWS_CLOSE_STATUS_INVALID_PAYLOAD,
+				 (unsigned char *)"invalid UTF-8", 13);
+		return -1;
+	}
+	client_handle(c, m, len);
+	return 0;
+}
+
 /* LWS_CALLBACK_RECEIVE: reassembles a message within max_frame_bytes and
- * hands complete text messages to client_handle. Returns -1 to close. */
+ * hands complete messages to on_message. Returns -1 to close. */
 static int on_receive(struct lws *wsi, conn_t *c, const char *in, size_t len)
 {
 	hub_t *h = c->hub;
@@ -143,13 +164,8 @@ static int on_receive(struct lws *wsi, conn_t *c, const char *in, size_t len)
 				 (unsigned char *)"message too big", 15);
 		return -1;
 	}
-	if (final && !c->rx_len) {
-		if (c->rx_binary)
-			client_reject_binary(c);
-		else
-			client_handle(c, in, len);
-		return 0;
-	}
+	if (final && !c->rx_len)
+		return on_message(wsi, c, in, len);
 	if (c->rx_len + len > c->rx_cap) {
 		size_t ncap = c->rx_cap ? c->rx_cap : 1024;
 		char *n;
@@ -167,10 +183,8 @@ static int on_receive(struct lws *wsi, conn_t *c, const char *in, size_t len)
 	memcpy(c->rx + c->rx_len, in, len);
 	c->rx_len += len;
 	if (final) {
-		if (c->rx_binary)
-			client_reject_binary(c);
-		else
-			client_handle(c, c->rx, c->rx_len);
+		int rc = on_message(wsi, c, c->rx, c->rx_len);
+
 		c->rx_len = 0;
 		/* Give back a large reassembly buffer at once. */
 		if (c->rx_cap > 16384) {
@@ -178,6 +192,7 @@ static int on_receive(struct lws *wsi, conn_t *c, const char *in, size_t len)
 			c->rx = NULL;
 			c->rx_cap = 0;
 		}
+		return rc;
 	}
 	return 0;
 }

@@ -134,6 +134,84 @@ static void test_plain_run(void)
 	CHECK_INT(bad, 0);
 }
 
+/* A plain decoder of RFC 3629 to check jscan_utf8_valid against. */
+static int ref_utf8(const unsigned char *s, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		unsigned c = s[i], need, cp;
+
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf)
+			need = 1, cp = c & 0x1f;
+		else if (c >= 0xe0 && c <= 0xef)
+			need = 2, cp = c & 0x0f;
+		else if (c >= 0xf0 && c <= 0xf4)
+			need = 3, cp = c & 0x07;
+		else
+			return 0;
+		if (i + need >= n)
+			return 0;
+		for (unsigned k = 1; k <= need; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				return 0;
+			cp = cp << 6 | (s[i + k] & 0x3f);
+		}
+		if ((need == 2 && cp < 0x800) || (need == 3 && cp < 0x10000) ||
+		    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return 0;
+		i += need + 1;
+	}
+	return 1;
+}
+
+/* jscan_utf8_valid (the hub's check of every text message) agrees with
+ * the reference on every 1- and 2-byte sequence and on 3-byte ones with
+ * telling third bytes, placed at every offset against its 8-byte words,
+ * and at the end of the text (truncated sequences). */
+static void test_utf8_valid(void)
+{
+	static const unsigned char third[] = {0x00, 0x41, 0x7f, 0x80, 0x8f,
+					      0x90, 0x9f, 0xa0, 0xbf, 0xc0,
+					      0xe2, 0xff};
+	unsigned char buf[32];
+	const char *cases[] = {"", "plain ascii, longer than one word",
+			       "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x9a\x97",
+			       "\xf4\x8f\xbf\xbf"};
+	const char *bad[] = {"\x80", "\xc0\xaf", "\xc1\xbf",
+			     "\xe0\x80\xaf", "\xed\xa0\x80",
+			     "\xf4\x90\x80\x80", "\xf5\x80\x80\x80",
+			     "\xff", "abcdefgh\xe2\x82"};
+	long mismatches = 0;
+
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+		CHECK_INT(jscan_utf8_valid(cases[i], strlen(cases[i])), 1);
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+		CHECK_INT(jscan_utf8_valid(bad[i], strlen(bad[i])), 0);
+	for (size_t at = 0; at < 9; at++)
+		for (unsigned a = 0; a < 256; a++)
+			for (unsigned b = 0; b < 256; b++)
+				for (size_t t = 0; t <= sizeof third; t++) {
+					size_t n = at + 2 + (t < sizeof third);
+
+					memset(buf, 'x', sizeof buf);
+					buf[at] = (unsigned char)a;
+					buf[at + 1] = (unsigned char)b;
+					if (t < sizeof third)
+						buf[at + 2] = third[t];
+					/* Also with text after it. */
+					mismatches +=
+					    jscan_utf8_valid((char *)buf, n) !=
+					    ref_utf8(buf, n);
+					mismatches +=
+					    jscan_utf8_valid((char *)buf, n + 9) !=
+					    ref_utf8(buf, n + 9);
+				}
+	CHECK_INT(mismatches, 0);
+}
+
 static msg_t *sample(const char *topic, const char *from, int64_t ts,
 		     const char *body)
 {
@@ -415,6 +493,7 @@ int main(void)
 	test_scan_offsets();
 	test_plain_run();
 	test_scan_utf8_and_truncation();
+	test_utf8_valid();
 	test_msg_frame();
 	test_ok_mid();
 	test_msg_split();
