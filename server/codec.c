@@ -493,16 +493,19 @@ void codec_msg_split(const msg_t *m, const char *cursor_head, char **head,
 	*head = p;
 }
 
-char *codec_path_json(const char *const *path, size_t n)
+size_t codec_path_len(const char *const *path, size_t n)
 {
-	size_t len = 2, r, l;
-	char *p, *d;
+	size_t len = 2, r;
 
 	for (size_t i = 0; i < n; i++)
 		len += jw_str_len(path[i], &r) + (i > 0);
-	d = p = malloc(len + 1);
-	if (!p)
-		abort();
+	return len;
+}
+
+char *codec_path_put(char *d, const char *const *path, size_t n)
+{
+	size_t r, l;
+
 	*d++ = '[';
 	for (size_t i = 0; i < n; i++) {
 		if (i)
@@ -511,7 +514,17 @@ char *codec_path_json(const char *const *path, size_t n)
 		d = jw_str_put(d, path[i], r, l);
 	}
 	*d++ = ']';
-	*d = 0;
+	return d;
+}
+
+char *codec_path_json(const char *const *path, size_t n)
+{
+	size_t len = codec_path_len(path, n);
+	char *p = malloc(len + 1);
+
+	if (!p)
+		abort();
+	*codec_path_put(p, path, n) = 0;
 	return p;
 }
 

@@ -98,7 +98,12 @@ frame_t *codec_msg(const msg_t *m, const char *cursor);
 void codec_msg_split(const msg_t *m, const char *cursor_head, char **head,
 		     char **tail);
 
-/* A new NUL-terminated JSON array of the n strings of path. */
+/* The length of the JSON array of the n strings of path, which
+ * codec_path_put writes at d (no NUL), returning its end. */
+size_t codec_path_len(const char *const *path, size_t n);
+char *codec_path_put(char *d, const char *const *path, size_t n);
+
+/* The same array as a new NUL-terminated string. */
 char *codec_path_json(const char *const *path, size_t n);
 
 /* Appends the JSON object text of a message (the msg frame's payload) to

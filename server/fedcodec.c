@@ -391,9 +391,9 @@ frame_t *fedcodec_msg(const msg_t *m, const char *cursor, int masked)
 	frame_t *cf = m->frame ? frame_ref(m->frame) : codec_msg(m, cursor);
 	const char *cp = frame_payload(cf);
 	size_t cl = cf->payload_len - 1; /* Without its closing brace. */
-	char *path = codec_path_json((const char *const *)m->path, m->n_path);
-	size_t pl = strlen(path);
-	size_t total = cl + sizeof ",\"path\":}" - 1 + pl;
+	const char *const *path = (const char *const *)m->path;
+	size_t total = cl + sizeof ",\"path\":}" - 1 +
+		       codec_path_len(path, m->n_path);
 	char *p, *d;
 	frame_t *f = frame_alloc_text(total, masked, &p);
 
@@ -402,12 +402,10 @@ frame_t *fedcodec_msg(const msg_t *m, const char *cursor, int masked)
 	memcpy(p, cp, cl);
 	d = p + cl;
 	JW_LIT(d, ",\"path\":");
-	memcpy(d, path, pl);
-	d += pl;
+	d = codec_path_put(d, path, m->n_path);
 	*d++ = '}';
 	if (d != p + total)
 		abort(); /* Measured and written lengths disagree: a bug. */
-	free(path);
 	frame_unref(cf);
 	return f;
 }
