@@ -9,9 +9,12 @@
  *   P:log          stream of every message (fields m, path), for
  *                  federation replay
  *   P:topics       set of topics
- *   P:c:<topic>    pub/sub channel: "<seq>\n<path JSON>\n<client JSON>"
+ *   P:c:<topic>    pub/sub channel: records "<seq>\n<path JSON>\n<client
+ *                  JSON>", one per message of a run of consecutive
+ *                  messages to the topic, separated by NUL bytes (which
+ *                  JSON text never holds raw)
  * The client JSON already carries its cursor, so an instance turns a
- * pub/sub message into a WebSocket frame without parsing it. */
+ * pub/sub message into WebSocket frames without parsing it. */
 #include "cluster.h"
 
 #include <hiredis/hiredis.h>
@@ -61,7 +64,10 @@
  * the mid was already stored. One call per batch rather than per message:
  * the call itself cost Redis about as much as the stores in it; for the
  * same reason the batch takes its seqs with one INCRBY, and reads and
- * writes each topic's newest seq (P:last) once, not per message. */
+ * writes each topic's newest seq (P:last) once, not per message, and
+ * publishes each run of consecutive messages to one topic once: only
+ * consecutive ones, since an instance drops a seq not above the last one
+ * it saw, so its channels must carry the seqs in order. */
 static const char store_script[] =
     "local p, n = ARGV[1], tonumber(ARGV[7])\n"
     "if redis.call('GET', p..':epoch') ~= ARGV[5] then "
@@ -85,6 +91,11 @@ static const char store_script[] =
     "local seq = redis.call('INCRBY', p..':seq', keep) - keep\n"
     "local d, last, order = '0123456789abcdefghijklmnopqrstuvwxyz', {}, {}\n"
     "local lk, hl, ll = p..':log', ARGV[2], ARGV[3]\n"
+    /* The run being gathered for one PUBLISH: its topic and pieces. */
+    "local rt, run = nil, {}\n"
+    "local function flush() if rt then "
+    "redis.call('PUBLISH', p..':c:'..rt, table.concat(run)); run = {} "
+    "end end\n"
     /* Lua turns a number into a string with sprintf, and hashes every
      * string it makes (Redis hashes all bytes): each string is made
      * once. */
@@ -110,9 +121,13 @@ static const char store_script[] =
     "'p', prev)\n"
     "redis.call('XADD', lk, 'MAXLEN', '~', ll, id, 'm', rec, 'path', path, "
     "'t', topic)\n"
-    "redis.call('PUBLISH', p..':c:'..topic, sd..'\\n'..path..'\\n'..rec)\n"
+    "if topic ~= rt then flush(); rt = topic "
+    "else run[#run + 1] = '\\0' end\n"
+    "run[#run + 1] = sd; run[#run + 1] = '\\n'; run[#run + 1] = path\n"
+    "run[#run + 1] = '\\n'; run[#run + 1] = rec\n"
     "out[i] = seq\n"
     "end end\n"
+    "flush()\n"
     "local h = {}\n"
     "for _, t in ipairs(order) do h[#h + 1] = t; h[#h + 1] = last[t] end\n"
     "redis.call('HSET', p..':last', unpack(h))\n"
@@ -640,6 +655,13 @@ int cluster_stream_walk(const redisReply *r, cluster_entry_fn fn, void *ud)
 		n++;
 	}
 	return n;
+}
+
+size_t cluster_record_len(const char *data, size_t len)
+{
+	const char *nul = memchr(data, 0, len);
+
+	return nul ? (size_t)(nul - data) : len;
 }
 
 int cluster_parse_message(const char *data, size_t len, uint64_t *seq,
@@ -1435,14 +1457,24 @@ static void on_message(rlink_t *l, const char *channel, const char *pattern,
 	    strncmp(channel + plen, ":c:", 3))
 		return;
 	topic = channel + plen + 3;
-	if (cluster_parse_message(data, len, &seq, &path, &pl, &json, &jl))
-		return;
-	c->s.received++;
-	if (c->catching_up) {
-		catch_up_hold(c, seq, topic, path, pl, json, jl);
-		return;
+	while (len) {
+		size_t rl = cluster_record_len(data, len);
+
+		if (!cluster_parse_message(data, rl, &seq, &path, &pl, &json,
+					   &jl)) {
+			c->s.received++;
+			if (c->catching_up)
+				catch_up_hold(c, seq, topic, path, pl, json,
+					      jl);
+			else
+				deliver_record(c, seq, topic, path, pl, json,
+					       jl);
+		}
+		if (rl == len)
+			break;
+		data += rl + 1;
+		len -= rl + 1;
 	}
-	deliver_record(c, seq, topic, path, pl, json, jl);
 }
 
 static void on_script(rlink_t *l, redisReply *r, void *ud)

@@ -139,8 +139,12 @@ typedef void (*cluster_entry_fn)(const cluster_entry_t *e, void *ud);
 int cluster_stream_walk(const struct redisReply *r, cluster_entry_fn fn,
 			void *ud);
 
-/* Splits a pub/sub payload "<seq>\n<path JSON>\n<client JSON>". Returns
- * 0 with the parts (borrowed from data), or -1 when malformed. */
+/* A pub/sub payload holds one or more records separated by NUL bytes.
+ * Returns the length of the first record (len when it is the only one). */
+size_t cluster_record_len(const char *data, size_t len);
+
+/* Splits one record "<seq>\n<path JSON>\n<client JSON>". Returns 0 with
+ * the parts (borrowed from data), or -1 when malformed. */
 int cluster_parse_message(const char *data, size_t len, uint64_t *seq,
 			  const char **path, size_t *plen, const char **json,
 			  size_t *jlen);

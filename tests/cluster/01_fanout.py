@@ -2,7 +2,9 @@
 """01_fanout: two instances of one node on one Redis, several clients on
 each (exact topics, patterns like forum/# and forum/+/x, overlapping
 filters). A burst of 500 messages is published through BOTH instances at
-once, over WebSocket and POST /v1/publish. Every client receives every
+once, over WebSocket and POST /v1/publish; one publisher sends runs of
+three messages to a topic (a run leaves Redis as one pub/sub message),
+the other alternates topics. Every client receives every
 message its filters match exactly once and no other; mids are unique;
 each client's cursors strictly increase; every client sees the messages
 of a topic in the same order, and clients with the same filters see the
@@ -18,6 +20,14 @@ from clustertest import check, check_eq, note
 N_WS = 150    # Per instance, pipelined over one WebSocket.
 N_HTTP = 100  # Per instance, POST /v1/publish.
 TOPICS = ["forum/a/x", "forum/b/x", "forum/b/y", "forum/c/d/x", "forum", "chat/z", "other/q"]
+
+
+def topic_ws1(i):
+    return TOPICS[i // 3 % len(TOPICS)]  # Runs of three.
+
+
+def topic_ws2(i):
+    return TOPICS[(i + 2) % len(TOPICS)]  # A new topic each time.
 
 # Subscriber kinds: name -> filters. Each kind is held by two clients on
 # each instance.
@@ -60,17 +70,17 @@ async def scenario():
     p2 = await ct.client(i2, "carol", "pub-i2")
     t0 = time.monotonic()
     ws1, ws2, h1, h2 = await asyncio.gather(
-        ct.burst(p1, lambda i: TOPICS[i % len(TOPICS)], N_WS, "ws1"),
-        ct.burst(p2, lambda i: TOPICS[(i + 2) % len(TOPICS)], N_WS, "ws2"),
+        ct.burst(p1, topic_ws1, N_WS, "ws1"),
+        ct.burst(p2, topic_ws2, N_WS, "ws2"),
         asyncio.to_thread(http_loop, i1, N_HTTP, "http1"),
         asyncio.to_thread(http_loop, i2, N_HTTP, "http2"))
     total = 2 * N_WS + 2 * N_HTTP
     note("published %d messages through both instances in %.2f s" % (total, time.monotonic() - t0))
 
     topic_of = {}
-    for mids, off in ((ws1, 0), (ws2, 2)):
+    for mids, topic in ((ws1, topic_ws1), (ws2, topic_ws2)):
         for i, m in enumerate(mids):
-            topic_of[m] = TOPICS[(i + off) % len(TOPICS)]
+            topic_of[m] = topic(i)
     for pairs in (h1, h2):
         for m, t in pairs:
             topic_of[m] = t

@@ -64,12 +64,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		freeReplyObject(reply);
 	}
 	redisReaderFree(rd);
-	if (!cluster_parse_message((const char *)data, size, &seq, &path, &pl,
-				   &json, &jl)) {
-		msg_t *m =
-		    cluster_record_msg("fuzz.example", seq, path, pl, json, jl);
+	/* The same bytes as a pub/sub payload of NUL-separated records. */
+	for (const char *p = (const char *)data; size;) {
+		size_t rl = cluster_record_len(p, size);
 
-		msg_unref(m);
+		if (!cluster_parse_message(p, rl, &seq, &path, &pl, &json,
+					   &jl)) {
+			msg_t *m = cluster_record_msg("fuzz.example", seq, path,
+						      pl, json, jl);
+
+			msg_unref(m);
+		}
+		if (rl == size)
+			break;
+		p += rl + 1;
+		size -= rl + 1;
 	}
 	return 0;
 }
