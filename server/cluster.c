@@ -139,18 +139,26 @@ struct store_op {
 	void *ud;	     /* Caller's data. */
 };
 
-/* The messages of one script call. */
+/* Arguments of a batch at most. */
+#define BATCH_ARGS (BATCH_FIXED + PER_MSG * BATCH_MAX)
+
+/* The messages of one script call. Their arguments are written one after
+ * another into one buffer, not allocated one by one (seven per message),
+ * and kept until the reply for a NOSCRIPT retry. */
 struct store_batch {
 	cluster_t *c;		       /* Owner. */
 	struct store_batch *next;      /* Next batch waiting to be sent. */
 	size_t n;		       /* Messages. */
-	size_t bytes;		       /* Bytes of argv. */
 	struct store_op op[BATCH_MAX]; /* Per message. */
-	int argc;		       /* Arguments in argv. */
-	char *argv[BATCH_FIXED + PER_MSG * BATCH_MAX];	/* Owned copies, kept
-							   for a NOSCRIPT
-							   retry. */
-	size_t argl[BATCH_FIXED + PER_MSG * BATCH_MAX]; /* Their lengths. */
+	int argc;		       /* Arguments, the two set when sent
+					  (command, script) included. */
+	size_t off[BATCH_ARGS];	       /* Where each argument starts in buf. */
+	size_t argl[BATCH_ARGS];       /* Its length. */
+	const char *argv[BATCH_ARGS];  /* Pointers into buf, made when sent
+					  (buf may move until then). */
+	char *buf;		       /* The arguments' bytes. */
+	size_t len;		       /* Bytes used. */
+	size_t cap;		       /* Bytes allocated. */
 };
 
 struct cluster {
@@ -404,33 +412,73 @@ static void read_epoch(cluster_t *c)
 
 /* ---- storing ---- */
 
-/* Takes ownership of s (aborts on NULL: out of memory) as argument i of
- * b. */
-static void batch_arg_set(struct store_batch *b, int i, char *s)
+/* Makes room for n more bytes at the end of b's buffer; returns where
+ * they go. Aborts on out-of-memory, as the daemon may. */
+static char *batch_grow(struct store_batch *b, size_t n)
 {
-	if (!s)
-		abort();
-	free(b->argv[i]);
-	b->bytes -= b->argl[i];
-	b->argv[i] = s;
-	b->argl[i] = strlen(s);
-	b->bytes += b->argl[i];
+	char *d;
+
+	if (b->cap - b->len < n) {
+		size_t cap = b->cap ? b->cap : 16384;
+		char *p;
+
+		while (cap - b->len < n)
+			cap *= 2;
+		p = realloc(b->buf, cap);
+		if (!p)
+			abort();
+		b->buf = p;
+		b->cap = cap;
+	}
+	d = b->buf + b->len;
+	b->len += n;
+	return d;
 }
 
-/* Takes ownership of s as the next argument of b; NULL reserves the slot
- * for batch_arg_set. */
-static void batch_arg(struct store_batch *b, char *s)
+/* Makes the bytes from off to the end of the buffer argument i. */
+static void batch_arg_at(struct store_batch *b, int i, size_t off)
 {
-	b->argc++;
-	if (s)
-		batch_arg_set(b, b->argc - 1, s);
+	b->off[i] = off;
+	b->argl[i] = b->len - off;
+}
+
+/* Appends the next argument: n bytes of s. */
+static void batch_arg(struct store_batch *b, const char *s, size_t n)
+{
+	size_t off = b->len;
+
+	memcpy(batch_grow(b, n), s, n);
+	batch_arg_at(b, b->argc++, off);
+}
+
+static void batch_arg_u64(struct store_batch *b, unsigned long long v)
+{
+	char num[24];
+
+	batch_arg(b, num, (size_t)snprintf(num, sizeof num, "%llu", v));
 }
 
 static void batch_free(struct store_batch *b)
 {
-	for (int i = 0; i < b->argc; i++)
-		free(b->argv[i]);
+	free(b->buf);
 	free(b);
+}
+
+static void on_stored(rlink_t *l, redisReply *r, void *ud);
+
+/* Queues the batch as cmd (EVALSHA or EVAL) with script (its sha or its
+ * text). Returns what rlink_commandv does. */
+static int batch_command(struct store_batch *b, const char *cmd,
+			 const char *script)
+{
+	b->argv[0] = cmd;
+	b->argl[0] = strlen(cmd);
+	b->argv[1] = script;
+	b->argl[1] = strlen(script);
+	for (int i = 2; i < b->argc; i++)
+		b->argv[i] = b->buf + b->off[i];
+	return rlink_commandv(b->c->link, on_stored, b, b->argc, b->argv,
+			      b->argl);
 }
 
 /* Tells every message of the batch: rc, and seq[i] (0: a duplicate). */
@@ -458,19 +506,12 @@ static void on_stored(rlink_t *l, redisReply *r, void *ud)
 	cluster_t *c = b->c;
 	int ok;
 
+	(void)l;
 	if (r && r->type == REDIS_REPLY_ERROR &&
 	    !strncmp(r->str, "NOSCRIPT", 8)) {
 		/* Redis restarted and lost its script cache: send the script
 		 * itself this time (EVAL also caches it again). */
-		free(b->argv[0]);
-		free(b->argv[1]);
-		b->argv[0] = strdup("EVAL");
-		b->argv[1] = strdup(store_script);
-		b->argl[0] = 4;
-		b->argl[1] = sizeof store_script - 1;
-		if (b->argv[0] && b->argv[1] &&
-		    !rlink_commandv(l, on_stored, b, b->argc,
-				    (const char **)b->argv, b->argl))
+		if (!batch_command(b, "EVAL", store_script))
 			return;
 		r = NULL;
 	}
@@ -493,12 +534,13 @@ static void on_stored(rlink_t *l, redisReply *r, void *ud)
 /* Sends one batch; when the link cannot take it, its messages fail. */
 static void batch_send(struct store_batch *b)
 {
-	char num[32];
+	char num[24];
+	int n = snprintf(num, sizeof num, "%zu", b->n);
+	size_t off = b->len;
 
-	snprintf(num, sizeof num, "%zu", b->n);
-	batch_arg_set(b, BATCH_FIXED - 1, strdup(num));
-	if (rlink_commandv(b->c->link, on_stored, b, b->argc,
-			   (const char **)b->argv, b->argl))
+	memcpy(batch_grow(b, (size_t)n), num, (size_t)n);
+	batch_arg_at(b, BATCH_FIXED - 1, off);
+	if (batch_command(b, "EVALSHA", b->c->sha))
 		batch_done(b, PE_UNAVAILABLE, NULL);
 }
 
@@ -542,11 +584,12 @@ int cluster_store(cluster_t *c, const msg_t *m, const char *peer,
 		  const char *peer_cursor, cluster_store_fn cb, void *ud)
 {
 	struct store_batch *b = c->filling;
-	char num[32], *head, *tail, *pj, *end;
+	char num[32], *end;
+	size_t off, cut;
 
 	if (!cluster_up(c) || c->stopping)
 		return PE_UNAVAILABLE;
-	if (b && (b->n == BATCH_MAX || b->bytes >= BATCH_BYTES)) {
+	if (b && (b->n == BATCH_MAX || b->len >= BATCH_BYTES)) {
 		/* Full: it goes out first at the end of the pass. */
 		struct store_batch **tailp = &c->full;
 
@@ -560,20 +603,15 @@ int cluster_store(cluster_t *c, const msg_t *m, const char *peer,
 		if (!b)
 			abort();
 		b->c = c;
-		batch_arg(b, strdup("EVALSHA"));
-		batch_arg(b, strdup(c->sha));
-		batch_arg(b, strdup("0"));
-		batch_arg(b, strdup(c->prefix));
-		snprintf(num, sizeof num, "%zu", c->hub->cfg->history_length);
-		batch_arg(b, strdup(num));
-		snprintf(num, sizeof num, "%d", LOG_LEN);
-		batch_arg(b, strdup(num));
-		snprintf(num, sizeof num, "%d", MID_TTL_S);
-		batch_arg(b, strdup(num));
-		snprintf(num, sizeof num, "%llu", (unsigned long long)c->epoch);
-		batch_arg(b, strdup(num));
-		batch_arg(b, strdup(c->hub->cfg->fed_enabled ? "1" : "0"));
-		batch_arg(b, NULL); /* The count, set when sent. */
+		b->argc = 2; /* Command and script: set when sent. */
+		batch_arg(b, "0", 1);
+		batch_arg(b, c->prefix, strlen(c->prefix));
+		batch_arg_u64(b, c->hub->cfg->history_length);
+		batch_arg_u64(b, LOG_LEN);
+		batch_arg_u64(b, MID_TTL_S);
+		batch_arg_u64(b, c->epoch);
+		batch_arg(b, c->hub->cfg->fed_enabled ? "1" : "0", 1);
+		b->argc++; /* The count, set when sent. */
 		rlink_want_flush(c->link, on_flush, c);
 	}
 	/* The client frame around the cursor's seq digits, which the
@@ -581,15 +619,21 @@ int cluster_store(cluster_t *c, const msg_t *m, const char *peer,
 	end = put36(c->epoch, num);
 	end[0] = '-';
 	end[1] = 0;
-	pj = codec_path_json((const char *const *)m->path, m->n_path);
-	codec_msg_split(m, num, &head, &tail);
-	batch_arg(b, strdup(m->topic));
-	batch_arg(b, strdup(m->mid));
-	batch_arg(b, head);
-	batch_arg(b, tail);
-	batch_arg(b, pj);
-	batch_arg(b, strdup(peer ? peer : ""));
-	batch_arg(b, strdup(peer_cursor ? peer_cursor : ""));
+	batch_arg(b, m->topic, strlen(m->topic));
+	batch_arg(b, m->mid, strlen(m->mid));
+	off = b->len;
+	cut = codec_msg_split(m, num, &b->buf, &b->len, &b->cap);
+	b->off[b->argc] = off;
+	b->argl[b->argc++] = cut - off;
+	batch_arg_at(b, b->argc++, cut);
+	off = b->len;
+	codec_path_put(batch_grow(b, codec_path_len((const char *const *)m->path,
+						     m->n_path)),
+		       (const char *const *)m->path, m->n_path);
+	batch_arg_at(b, b->argc++, off);
+	batch_arg(b, peer ? peer : "", peer ? strlen(peer) : 0);
+	batch_arg(b, peer_cursor ? peer_cursor : "",
+		  peer_cursor ? strlen(peer_cursor) : 0);
 	b->op[b->n].cb = cb;
 	b->op[b->n].ud = ud;
 	b->n++;

@@ -467,30 +467,14 @@ frame_t *codec_msg(const msg_t *m, const char *cursor)
 	return f;
 }
 
-void codec_msg_split(const msg_t *m, const char *cursor_head, char **head,
-		     char **tail)
+size_t codec_msg_split(const msg_t *m, const char *cursor_head, char **buf,
+		       size_t *len, size_t *cap)
 {
-	struct msg_enc e;
-	char *p, *end;
-	size_t cut;
-
-	msg_measure(&e, m, cursor_head);
-	p = malloc(e.total + 1);
-	if (!p)
-		abort();
-	end = msg_write(p, &e, m);
-	if (end != p + e.total)
-		abort(); /* msg_measure and msg_write disagree: a bug. */
+	if (codec_msg_json(m, cursor_head, buf, len, cap))
+		abort(); /* The daemon may abort on out-of-memory. */
 	/* The cursor is the only field followed by ",\"body\":"; the cut
 	 * goes just before its closing quote. */
-	cut = e.total - m->body_len - sizeof "\",\"body\":}" + 1;
-	*tail = malloc(e.total - cut + 1);
-	if (!*tail)
-		abort();
-	memcpy(*tail, p + cut, e.total - cut);
-	(*tail)[e.total - cut] = 0;
-	p[cut] = 0;
-	*head = p;
+	return *len - m->body_len - (sizeof "\",\"body\":}" - 1);
 }
 
 size_t codec_path_len(const char *const *path, size_t n)

@@ -91,12 +91,14 @@ frame_t *codec_presence(const char *topic, const char *const *joined,
 /* The "msg" frame of a stored message. New frame. */
 frame_t *codec_msg(const msg_t *m, const char *cursor);
 
-/* The msg frame's payload of m split where the cursor's last part goes:
- * *head ends with the cursor's opening quote and cursor_head, *tail starts
- * with its closing quote (the cluster's store script puts the seq in
- * between). Both new NUL-terminated strings. */
-void codec_msg_split(const msg_t *m, const char *cursor_head, char **head,
-		     char **tail);
+/* Appends, like codec_msg_json, the msg frame's payload of m with a
+ * cursor that is only cursor_head, and returns the offset in *buf where
+ * the cursor's last part goes: what comes before ends with the cursor's
+ * opening quote and cursor_head, what follows starts with its closing
+ * quote (the cluster's store script puts the seq in between). Aborts on
+ * out-of-memory. */
+size_t codec_msg_split(const msg_t *m, const char *cursor_head, char **buf,
+		       size_t *len, size_t *cap);
 
 /* The length of the JSON array of the n strings of path, which
  * codec_path_put writes at d (no NUL), returning its end. */

@@ -7,7 +7,9 @@ larger); `since` a cursor whose messages were trimmed (history.length 5)
 gives history_gap, and so does a standalone hub's cursor; a subscription
 with backlog taken while another client publishes continuously gets
 backlog + live with no gap and no duplicate (compared with a client
-subscribed from the start)."""
+subscribed from the start); when Redis loses its script cache (SCRIPT
+FLUSH), the next batch is answered NOSCRIPT and sent again with the
+script itself, and no message is lost or refused."""
 import asyncio
 import json
 import random
@@ -278,9 +280,34 @@ async def backlog_while_publishing(i1, i2):
         await c.close()
 
 
+def eval_calls(redis):
+    """Calls of EVAL (the script sent whole) Redis has counted."""
+    for line in redis.cmd("INFO", "commandstats").splitlines():
+        if line.startswith("cmdstat_eval:"):
+            return int(line.split("calls=")[1].split(",")[0])
+    return 0
+
+
+async def script_cache_flushed(redis, i1, i2):
+    live = await ct.subscriber(i2, "forum/s/#", name="live-s")
+    pub = await ct.client(i1, "alice", "pub-s")
+    redis.cmd("SCRIPT", "FLUSH")
+    before = eval_calls(redis)
+    m = await ct.burst(pub, lambda i: "forum/s/%d" % (i // 4), 40, "s")
+    check_eq(len(m), 40, "after SCRIPT FLUSH every one of 40 pipelined publishes is acknowledged")
+    check(eval_calls(redis) > before, "the batch answered NOSCRIPT went out again as EVAL")
+    frames = await ct.collect(live, m, timeout=10, quiet=0.2)
+    check_eq(mids(frames), m, "the subscriber on i2 got the 40 messages, in order")
+    hist = ct.history(i2, "forum/s/9", last=4)
+    check_eq([f["mid"] for f in hist], m[-4:], "and they are in Redis's history")
+    await pub.close()
+    await live.close()
+
+
 async def scenario():
     redis = ct.Redis().start()
     i1, i2 = await backlog_and_restart(redis)
+    await script_cache_flushed(redis, i1, i2)
     await trimmed(redis)
     await standalone_cursor(i1)
     t0 = time.monotonic()
