@@ -185,6 +185,7 @@ struct cluster {
 	struct store_batch *filling; /* Gathering this pass's stores. */
 	struct store_batch *full;    /* Filled batches not sent yet, oldest
 					first (sent before filling). */
+	struct store_batch *spare;   /* A sent batch kept for reuse. */
 	cluster_stats_t s;	     /* Counters. */
 };
 
@@ -458,8 +459,36 @@ static void batch_arg_u64(struct store_batch *b, unsigned long long v)
 	batch_arg(b, num, (size_t)snprintf(num, sizeof num, "%llu", v));
 }
 
+/* Returns an empty batch: the spare one when there is one, so that its
+ * buffer (and the struct, ~12 KiB of argument slots) is not allocated and
+ * grown again for every loop pass. */
+static struct store_batch *batch_new(cluster_t *c)
+{
+	struct store_batch *b = c->spare;
+
+	if (b) {
+		c->spare = NULL;
+		b->next = NULL;
+		b->n = 0;
+		b->argc = 0;
+		b->len = 0;
+		return b;
+	}
+	b = calloc(1, sizeof *b);
+	if (!b)
+		abort();
+	b->c = c;
+	return b;
+}
+
 static void batch_free(struct store_batch *b)
 {
+	cluster_t *c = b->c;
+
+	if (!c->spare && !c->stopping) {
+		c->spare = b;
+		return;
+	}
 	free(b->buf);
 	free(b);
 }
@@ -599,10 +628,7 @@ int cluster_store(cluster_t *c, const msg_t *m, const char *peer,
 		b = c->filling = NULL;
 	}
 	if (!b) {
-		b = c->filling = calloc(1, sizeof *b);
-		if (!b)
-			abort();
-		b->c = c;
+		b = c->filling = batch_new(c);
 		b->argc = 2; /* Command and script: set when sent. */
 		batch_arg(b, "0", 1);
 		batch_arg(b, c->prefix, strlen(c->prefix));
@@ -1584,6 +1610,10 @@ static void on_link_closed(void *ud)
 
 	strmap_free(c->probes);
 	held_free(c);
+	if (c->spare) {
+		free(c->spare->buf);
+		free(c->spare);
+	}
 	free(c->prefix);
 	free(c);
 }

@@ -103,6 +103,8 @@ struct rlink {
 	void *before_flush_ud;	     /* Its argument. */
 	void (*done)(void *);	     /* rlink_close's callback, or NULL. */
 	void *done_ud;		     /* Its argument. */
+	char *fmt;		     /* Scratch for formatting commands. */
+	size_t fmt_cap;		     /* Its size. */
 };
 
 static void link_down(rlink_t *l, const char *why);
@@ -700,6 +702,7 @@ static void link_try_free(rlink_t *l)
 	free_interests(l->channels);
 	free_interests(l->patterns);
 	free(l->host);
+	free(l->fmt);
 	free(l);
 	if (done)
 		done(ud);
@@ -805,15 +808,74 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 	free(p);
 }
 
+/* Writes v in decimal then CRLF at d; returns the end. */
+static char *put_len_crlf(char *d, size_t v)
+{
+	char tmp[24];
+	int n = 0;
+
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	while (n)
+		*d++ = tmp[--n];
+	*d++ = '\r';
+	*d++ = '\n';
+	return d;
+}
+
+/* Formats argv as a RESP array of bulk strings into l's scratch buffer;
+ * returns its length. hiredis's own formatter builds each argument's
+ * header with sdscatfmt into a new string: ~5% of a cluster instance
+ * storing a batch of 64 messages (seven arguments each). */
+static size_t format_command(rlink_t *l, int argc, const char **argv,
+			     const size_t *argvlen)
+{
+	size_t need = 16;
+	char *d;
+
+	for (int i = 0; i < argc; i++)
+		need += 26 + (argvlen ? argvlen[i] : strlen(argv[i]));
+	if (need > l->fmt_cap) {
+		size_t cap = l->fmt_cap ? l->fmt_cap : 4096;
+		char *n;
+
+		while (cap < need)
+			cap *= 2;
+		n = realloc(l->fmt, cap);
+		if (!n)
+			abort(); /* The daemon may abort on out-of-memory. */
+		l->fmt = n;
+		l->fmt_cap = cap;
+	}
+	d = l->fmt;
+	*d++ = '*';
+	d = put_len_crlf(d, (size_t)argc);
+	for (int i = 0; i < argc; i++) {
+		size_t n = argvlen ? argvlen[i] : strlen(argv[i]);
+
+		*d++ = '$';
+		d = put_len_crlf(d, n);
+		memcpy(d, argv[i], n);
+		d += n;
+		*d++ = '\r';
+		*d++ = '\n';
+	}
+	return (size_t)(d - l->fmt);
+}
+
 /* Queues one command on the command connection, which must be up.
  * Returns 0 or REDIS_ERR (and then nothing was queued). */
 static int send_command(rlink_t *l, struct pending *p, int argc,
 			const char **argv, const size_t *argvlen)
 {
+	size_t len = format_command(l, argc, argv, argvlen);
+
 	p->link = l;
 	p->sent = uv_now(l->loop);
-	if (redisAsyncCommandArgv(l->cmd->ac, on_reply, p, argc, argv,
-				  argvlen) != REDIS_OK)
+	if (redisAsyncFormattedCommand(l->cmd->ac, on_reply, p, l->fmt, len) !=
+	    REDIS_OK)
 		return REDIS_ERR;
 	p->next = NULL;
 	p->prev = l->newest;
