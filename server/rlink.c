@@ -839,14 +839,14 @@ static size_t format_command(rlink_t *l, int argc, const char **argv,
 		need += 26 + (argvlen ? argvlen[i] : strlen(argv[i]));
 	if (need > l->fmt_cap) {
 		size_t cap = l->fmt_cap ? l->fmt_cap : 4096;
-		char *n;
+		char *grown;
 
 		while (cap < need)
 			cap *= 2;
-		n = realloc(l->fmt, cap);
-		if (!n)
+		grown = realloc(l->fmt, cap);
+		if (!grown)
 			abort(); /* The daemon may abort on out-of-memory. */
-		l->fmt = n;
+		l->fmt = grown;
 		l->fmt_cap = cap;
 	}
 	d = l->fmt;
