@@ -828,11 +828,13 @@ static char *put_len_crlf(char *d, size_t v)
 /* Formats argv as a RESP array of bulk strings into l's scratch buffer;
  * returns its length. hiredis's own formatter builds each argument's
  * header with sdscatfmt into a new string: ~5% of a cluster instance
- * storing a batch of 64 messages (seven arguments each). */
+ * storing a batch of 64 messages (seven arguments each). The text is
+ * NUL-terminated like hiredis's: redisAsyncFormattedCommand reads the
+ * command name with strchr. */
 static size_t format_command(rlink_t *l, int argc, const char **argv,
 			     const size_t *argvlen)
 {
-	size_t need = 16;
+	size_t need = 17; /* "*<argc>\r\n" and the NUL. */
 	char *d;
 
 	for (int i = 0; i < argc; i++)
@@ -862,6 +864,7 @@ static size_t format_command(rlink_t *l, int argc, const char **argv,
 		*d++ = '\r';
 		*d++ = '\n';
 	}
+	*d = 0;
 	return (size_t)(d - l->fmt);
 }
 
