@@ -89,7 +89,13 @@ static const char store_script[] =
     "redis.call('HSET', p..':fedcursor', peer, c) end\n"
     "if keep == 0 then return out end\n"
     "local seq = redis.call('INCRBY', p..':seq', keep) - keep\n"
-    "local d, last, order = '0123456789abcdefghijklmnopqrstuvwxyz', {}, {}\n"
+    "local last, order, b = {}, {}, {}\n"
+    /* The seq in base 36, as the byte codes of its digits, most
+     * significant first: counted up by one per message rather than
+     * converted each time (a division and a new string per digit). */
+    "do local v = seq; repeat local r = v % 36; "
+    "table.insert(b, 1, r < 10 and 48 + r or 87 + r); "
+    "v = math.floor(v / 36) until v == 0 end\n"
     "local lk, hl, ll = p..':log', ARGV[2], ARGV[3]\n"
     /* The run being gathered for one PUBLISH: its topic and pieces. */
     "local rt, run = nil, {}\n"
@@ -104,9 +110,13 @@ static const char store_script[] =
     "local topic, path = ARGV[a + 1], ARGV[a + 5]\n"
     "seq = seq + 1\n"
     "local sd = tostring(seq)\n"
-    "local id, v, s = sd..'-1', seq, ''\n"
-    "repeat local r = v % 36; s = string.sub(d, r + 1, r + 1)..s; "
-    "v = math.floor(v / 36) until v == 0\n"
+    "local id = sd..'-1'\n"
+    "local k = #b\n"
+    "while true do local c = b[k]\n"
+    "if c == 57 then b[k] = 97; break elseif c ~= 122 then b[k] = c + 1; break end\n"
+    "b[k] = 48; k = k - 1\n"
+    "if k == 0 then table.insert(b, 1, 49); break end end\n"
+    "local s = string.char(unpack(b))\n"
     "local rec = ARGV[a + 3]..s..ARGV[a + 4]\n"
     "local prev = last[topic]\n"
     "if not prev then\n"
