@@ -501,17 +501,6 @@ char *codec_path_put(char *d, const char *const *path, size_t n)
 	return d;
 }
 
-char *codec_path_json(const char *const *path, size_t n)
-{
-	size_t len = codec_path_len(path, n);
-	char *p = malloc(len + 1);
-
-	if (!p)
-		abort();
-	*codec_path_put(p, path, n) = 0;
-	return p;
-}
-
 int codec_msg_json(const msg_t *m, const char *cursor, char **buf, size_t *len,
 		   size_t *cap)
 {

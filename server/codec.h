@@ -105,9 +105,6 @@ size_t codec_msg_split(const msg_t *m, const char *cursor_head, char **buf,
 size_t codec_path_len(const char *const *path, size_t n);
 char *codec_path_put(char *d, const char *const *path, size_t n);
 
-/* The same array as a new NUL-terminated string. */
-char *codec_path_json(const char *const *path, size_t n);
-
 /* Appends the JSON object text of a message (the msg frame's payload) to
  * a growing buffer (*buf, *len, *cap; realloc'd). Returns 0 or PE_NOMEM.
  * Used by the HTTP history answer. */
