@@ -1448,9 +1448,7 @@ static void mqtt_packet(struct lg *g, struct conn *c, int t, int fl,
 			mqtt_send(g, c, ack, 4);
 			off += 2;
 		}
-		if (off > n)
-			g->foreign++;
-		else if (n - off >= 4 && !memcmp(b + off, MAGIC, 4))
+		if (off <= n && n - off >= 4 && !memcmp(b + off, MAGIC, 4))
 			on_delivery(g, c, b + off, b + n);
 		else
 			g->foreign++;
@@ -1735,6 +1733,16 @@ static uint64_t pub_inflight(const struct lg *g, const struct conn *c)
 	return c->seq - c->n_acked - c->n_failed; /* MQTT: n_failed is 0 */
 }
 
+/* Writes a message body at w: the stamp (ml bytes of meta), then pad
+ * bytes of padding. Returns the end. */
+static uint8_t *put_body(uint8_t *w, const uint8_t *meta, size_t ml,
+			 size_t pad)
+{
+	memcpy(w, meta, ml);
+	memset(w + ml, 'x', pad);
+	return w + ml + pad;
+}
+
 /* Publishes one message on c, stamped now. */
 static void publish_one(struct lg *g, struct conn *c, int64_t now)
 {
@@ -1770,10 +1778,7 @@ static void publish_one(struct lg *g, struct conn *c, int64_t now)
 		w += u64_dec(w, c->seq);
 		memcpy(w, ",\"body\":\"", 9);
 		w += 9;
-		memcpy(w, meta, ml);
-		w += ml;
-		memset(w, 'x', pad);
-		w += pad;
+		w = put_body(w, meta, ml, pad);
 		*w++ = '"';
 		*w++ = '}';
 		ws_append(g, c, 0x1, g->pubbuf, (size_t)(w - g->pubbuf));
@@ -1789,10 +1794,7 @@ static void publish_one(struct lg *g, struct conn *c, int64_t now)
 		w += mqtt_str(w, topic, tl);
 		*w++ = (uint8_t)(pid >> 8);
 		*w++ = (uint8_t)pid;
-		memcpy(w, meta, ml);
-		w += ml;
-		memset(w, 'x', pad);
-		w += pad;
+		w = put_body(w, meta, ml, pad);
 		mqtt_send(g, c, g->pubbuf, (size_t)(w - g->pubbuf));
 		return;
 	}
@@ -1804,10 +1806,7 @@ static void publish_one(struct lg *g, struct conn *c, int64_t now)
 	w += u64_dec(w, body);
 	*w++ = '\r';
 	*w++ = '\n';
-	memcpy(w, meta, ml);
-	w += ml;
-	memset(w, 'x', pad);
-	w += pad;
+	w = put_body(w, meta, ml, pad);
 	*w++ = '\r';
 	*w++ = '\n';
 	nats_send(g, c, g->pubbuf, (size_t)(w - g->pubbuf));
