@@ -737,16 +737,11 @@ int cluster_stream_walk(const redisReply *r, cluster_entry_fn fn, void *ud)
 	return n;
 }
 
-size_t cluster_record_len(const char *data, size_t len)
-{
-	const char *nul = memchr(data, 0, len);
-
-	return nul ? (size_t)(nul - data) : len;
-}
-
-int cluster_parse_message(const char *data, size_t len, uint64_t *seq,
-			  const char **path, size_t *plen, const char **json,
-			  size_t *jlen)
+/* Splits one record "<seq>\n<path JSON>\n<client JSON>". Returns 0
+ * with the parts (borrowed from data), or -1 when malformed. */
+static int parse_record(const char *data, size_t len, uint64_t *seq,
+			const char **path, size_t *plen, const char **json,
+			size_t *jlen)
 {
 	const char *nl1 = memchr(data, '\n', len), *nl2;
 	char num[24];
@@ -769,6 +764,24 @@ int cluster_parse_message(const char *data, size_t len, uint64_t *seq,
 	*json = nl2 + 1;
 	*jlen = len - (size_t)(nl2 + 1 - data);
 	return 0;
+}
+
+void cluster_each_record(const char *data, size_t len, cluster_record_fn fn,
+			 void *ud)
+{
+	while (len) {
+		const char *nul = memchr(data, 0, len);
+		size_t rl = nul ? (size_t)(nul - data) : len, pl, jl;
+		const char *path, *json;
+		uint64_t seq;
+
+		if (!parse_record(data, rl, &seq, &path, &pl, &json, &jl))
+			fn(seq, path, pl, json, jl, ud);
+		if (!nul)
+			break;
+		data += rl + 1;
+		len -= rl + 1;
+	}
 }
 
 /* ---- backlog ---- */
@@ -1508,14 +1521,30 @@ static void catch_up_start(cluster_t *c)
 
 /* ---- pub/sub and link state ---- */
 
+/* Where a pub/sub message's records go. */
+struct live_record {
+	cluster_t *c;	   /* The receiving instance. */
+	const char *topic; /* The topic its channel names. */
+};
+
+static void on_live_record(uint64_t seq, const char *path, size_t plen,
+			   const char *json, size_t jlen, void *ud)
+{
+	struct live_record *lr = ud;
+
+	lr->c->s.received++;
+	if (lr->c->catching_up)
+		catch_up_hold(lr->c, seq, lr->topic, path, plen, json, jlen);
+	else
+		deliver_record(lr->c, seq, lr->topic, path, plen, json, jlen);
+}
+
 static void on_message(rlink_t *l, const char *channel, const char *pattern,
 		       const char *data, size_t len, void *ud)
 {
 	cluster_t *c = ud;
 	size_t plen = strlen(c->prefix);
-	const char *topic, *path, *json;
-	size_t pl, jl;
-	uint64_t seq;
+	struct live_record lr;
 
 	(void)l;
 	(void)pattern;
@@ -1536,25 +1565,9 @@ static void on_message(rlink_t *l, const char *channel, const char *pattern,
 	if (strncmp(channel, c->prefix, plen) ||
 	    strncmp(channel + plen, ":c:", 3))
 		return;
-	topic = channel + plen + 3;
-	while (len) {
-		size_t rl = cluster_record_len(data, len);
-
-		if (!cluster_parse_message(data, rl, &seq, &path, &pl, &json,
-					   &jl)) {
-			c->s.received++;
-			if (c->catching_up)
-				catch_up_hold(c, seq, topic, path, pl, json,
-					      jl);
-			else
-				deliver_record(c, seq, topic, path, pl, json,
-					       jl);
-		}
-		if (rl == len)
-			break;
-		data += rl + 1;
-		len -= rl + 1;
-	}
+	lr.c = c;
+	lr.topic = channel + plen + 3;
+	cluster_each_record(data, len, on_live_record, &lr);
 }
 
 static void on_script(rlink_t *l, redisReply *r, void *ud)

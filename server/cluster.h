@@ -139,15 +139,16 @@ typedef void (*cluster_entry_fn)(const cluster_entry_t *e, void *ud);
 int cluster_stream_walk(const struct redisReply *r, cluster_entry_fn fn,
 			void *ud);
 
-/* A pub/sub payload holds one or more records separated by NUL bytes.
- * Returns the length of the first record (len when it is the only one). */
-size_t cluster_record_len(const char *data, size_t len);
+/* One record of a pub/sub payload, its parts borrowed from the payload. */
+typedef void (*cluster_record_fn)(uint64_t seq, const char *path,
+				  size_t plen, const char *json, size_t jlen,
+				  void *ud);
 
-/* Splits one record "<seq>\n<path JSON>\n<client JSON>". Returns 0 with
- * the parts (borrowed from data), or -1 when malformed. */
-int cluster_parse_message(const char *data, size_t len, uint64_t *seq,
-			  const char **path, size_t *plen, const char **json,
-			  size_t *jlen);
+/* Calls fn, in order, for each well-formed record of a pub/sub payload:
+ * one or more records "<seq>\n<path JSON>\n<client JSON>" separated by
+ * NUL bytes. Malformed records are skipped. */
+void cluster_each_record(const char *data, size_t len, cluster_record_fn fn,
+			 void *ud);
 
 /* Rebuilds a message from a stored record (client frame JSON and path,
  * which already ends with this node; node is used when it is empty).

@@ -40,12 +40,19 @@ static int huge_array(const uint8_t *d, size_t n)
 	return 0;
 }
 
+/* Each well-formed record must rebuild a message, or be refused, without
+ * a crash. */
+static void on_record(uint64_t seq, const char *path, size_t plen,
+		      const char *json, size_t jlen, void *ud)
+{
+	(void)ud;
+	msg_unref(cluster_record_msg("fuzz.example", seq, path, plen, json,
+				     jlen));
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	redisReader *rd = redisReaderCreate();
-	const char *path, *json;
-	size_t pl, jl;
-	uint64_t seq;
 	void *reply;
 
 	if (!rd)
@@ -65,20 +72,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	redisReaderFree(rd);
 	/* The same bytes as a pub/sub payload of NUL-separated records. */
-	for (const char *p = (const char *)data; size;) {
-		size_t rl = cluster_record_len(p, size);
-
-		if (!cluster_parse_message(p, rl, &seq, &path, &pl, &json,
-					   &jl)) {
-			msg_t *m = cluster_record_msg("fuzz.example", seq, path,
-						      pl, json, jl);
-
-			msg_unref(m);
-		}
-		if (rl == size)
-			break;
-		p += rl + 1;
-		size -= rl + 1;
-	}
+	cluster_each_record((const char *)data, size, on_record, NULL);
 	return 0;
 }
