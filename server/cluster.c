@@ -3,11 +3,15 @@
  *   P:seq          node-wide sequence number (INCR)
  *   P:mid:<mid>    dedup marker (federation on only), expires after a day
  *   P:last         hash: topic -> seq of its newest message
- *   P:t:<topic>    stream per topic, ids "<seq>-1", fields m (the client
- *                  frame's JSON) and p (seq of the topic's previous
- *                  message, to detect trimmed history exactly)
- *   P:log          stream of every message (fields m, path), for
- *                  federation replay
+ *   P:t:<topic>    stream per topic, ids "<seq>-1", fields p (seq of the
+ *                  topic's previous message, to detect trimmed history
+ *                  exactly), h and t (the client frame's JSON before and
+ *                  after its cursor's base-36 seq digits); entries from
+ *                  before that split hold the whole frame in m
+ *   P:log          stream of every message, for federation replay and
+ *                  catch-up: one entry per stored batch, id "<its last
+ *                  seq>-1", fields t <topic> m <run payload> per run of
+ *                  the batch (see P:c:), trimmed by seq (MINID)
  *   P:topics       set of topics
  *   P:c:<topic>    pub/sub channel: records "<seq>\n<path JSON>\n<client
  *                  JSON>", one per message of a run of consecutive
@@ -39,7 +43,8 @@
 #define PROBE_GIVE_UP_MS 3000
 /* Messages of the node-wide log kept for federation replay. */
 #define LOG_LEN 100000
-/* Log entries read per catch-up batch, and live bytes held meanwhile. */
+/* Messages read per catch-up batch (about: see log_entries), and live
+ * bytes held meanwhile. */
 #define CATCH_UP_BATCH	    1000
 #define CATCH_UP_HOLD_BYTES (64 * 1024 * 1024)
 /* Seconds a stored mid is remembered for dedup. */
@@ -96,28 +101,28 @@ static const char store_script[] =
     "do local v = seq; repeat local r = v % 36; "
     "table.insert(b, 1, r < 10 and 48 + r or 87 + r); "
     "v = math.floor(v / 36) until v == 0 end\n"
-    "local lk, hl, ll = p..':log', ARGV[2], ARGV[3]\n"
-    /* The run being gathered for one PUBLISH: its topic and pieces. */
-    "local rt, run = nil, {}\n"
-    "local function flush() if rt then "
-    "redis.call('PUBLISH', p..':c:'..rt, table.concat(run)); run = {} "
-    "end end\n"
-    /* Lua turns a number into a string with sprintf, and hashes every
-     * string it makes (Redis hashes all bytes): each string is made
-     * once. */
+    "local hl = ARGV[2]\n"
+    /* The run being gathered for one PUBLISH: its topic and pieces; and
+     * the batch's log entry: its id, then t <topic> m <run> per run. */
+    "local rt, run, lg = nil, {}, {''}\n"
+    "local function flush() if rt then local s = table.concat(run)\n"
+    "redis.call('PUBLISH', p..':c:'..rt, s)\n"
+    "lg[#lg + 1] = 't'; lg[#lg + 1] = rt; lg[#lg + 1] = 'm'; "
+    "lg[#lg + 1] = s; run = {} end end\n"
+    /* Lua turns a number into a string with sprintf, and Redis's Lua
+     * hashes every byte of every string it makes: a message's own
+     * frame is never built here. Its stream entry keeps the frame's
+     * two halves as they came, and only a run's payload is joined. */
     "for i = 1, n do if not out[i] then\n"
     "local a = 7 + (i - 1) * 7\n"
-    "local topic, path = ARGV[a + 1], ARGV[a + 5]\n"
+    "local topic, head, tail = ARGV[a + 1], ARGV[a + 3], ARGV[a + 4]\n"
     "seq = seq + 1\n"
     "local sd = tostring(seq)\n"
-    "local id = sd..'-1'\n"
     "local k = #b\n"
     "while true do local c = b[k]\n"
     "if c == 57 then b[k] = 97; break elseif c ~= 122 then b[k] = c + 1; break end\n"
     "b[k] = 48; k = k - 1\n"
     "if k == 0 then table.insert(b, 1, 49); break end end\n"
-    "local s = string.char(unpack(b))\n"
-    "local rec = ARGV[a + 3]..s..ARGV[a + 4]\n"
     "local prev = last[topic]\n"
     "if not prev then\n"
     "prev = redis.call('HGET', p..':last', topic) or '0'\n"
@@ -127,17 +132,21 @@ static const char store_script[] =
     "if prev == '0' then redis.call('SADD', p..':topics', topic) end\n"
     "end\n"
     "last[topic] = sd\n"
-    "redis.call('XADD', p..':t:'..topic, 'MAXLEN', '~', hl, id, 'm', rec, "
-    "'p', prev)\n"
-    "redis.call('XADD', lk, 'MAXLEN', '~', ll, id, 'm', rec, 'path', path, "
-    "'t', topic)\n"
+    "redis.call('XADD', p..':t:'..topic, 'MAXLEN', '~', hl, sd..'-1', "
+    "'p', prev, 'h', head, 't', tail)\n"
     "if topic ~= rt then flush(); rt = topic "
     "else run[#run + 1] = '\\0' end\n"
-    "run[#run + 1] = sd; run[#run + 1] = '\\n'; run[#run + 1] = path\n"
-    "run[#run + 1] = '\\n'; run[#run + 1] = rec\n"
+    "local r = #run\n"
+    "run[r + 1] = sd; run[r + 2] = '\\n'; run[r + 3] = ARGV[a + 5]\n"
+    "run[r + 4] = '\\n'; run[r + 5] = head; "
+    "run[r + 6] = string.char(unpack(b)); run[r + 7] = tail\n"
     "out[i] = seq\n"
     "end end\n"
     "flush()\n"
+    /* The log keeps the newest ARGV[3] seqs: every seq is in it. */
+    "lg[1] = tostring(seq)..'-1'\n"
+    "redis.call('XADD', p..':log', 'MINID', '~', "
+    "math.max(seq - tonumber(ARGV[3]), 0), unpack(lg))\n"
     "local h = {}\n"
     "for _, t in ipairs(order) do h[#h + 1] = t; h[#h + 1] = last[t] end\n"
     "redis.call('HSET', p..':last', unpack(h))\n"
@@ -180,6 +189,7 @@ struct cluster {
 	int epoch_known;       /* epoch was read at least once. */
 	int was_down;	       /* The link was down since the last catch-up. */
 	int catching_up;       /* Reading the log after an outage. */
+	int catch_up_seen;     /* The catch-up read a record. */
 	struct held_rec *held; /* Live messages held while catching up. */
 	size_t n_held;	       /* Count. */
 	size_t cap_held;       /* Capacity. */
@@ -690,6 +700,19 @@ static const char *reply_str(const redisReply *r, size_t *len)
 	return r->str;
 }
 
+/* The [id, [name, value, ...]] of one stream entry, or NULL when it is
+ * not shaped so (with a string id). */
+static const redisReply *entry_fields(const redisReply *e, const char **id)
+{
+	const redisReply *f;
+
+	if (!e || e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+	    !(*id = reply_str(e->element[0], NULL)))
+		return NULL;
+	f = e->element[1];
+	return f && f->type == REDIS_REPLY_ARRAY ? f : NULL;
+}
+
 int cluster_stream_walk(const redisReply *r, cluster_entry_fn fn, void *ud)
 {
 	int n = 0;
@@ -697,18 +720,15 @@ int cluster_stream_walk(const redisReply *r, cluster_entry_fn fn, void *ud)
 	if (!r || r->type != REDIS_REPLY_ARRAY)
 		return -1;
 	for (size_t i = 0; i < r->elements; i++) {
-		const redisReply *e = r->element[i], *f;
+		const redisReply *f;
 		cluster_entry_t en = {0};
-		const char *id;
+		const char *id, *m = NULL;
+		size_t mlen = 0;
 
 		/* Anything not shaped like [id, [name, value, ...]] with
 		 * string ids, names and values is skipped: a broken or
 		 * hostile server must not crash the hub. */
-		if (!e || e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
-		    !(id = reply_str(e->element[0], NULL)))
-			continue;
-		f = e->element[1];
-		if (!f || f->type != REDIS_REPLY_ARRAY)
+		if (!(f = entry_fields(r->element[i], &id)))
 			continue;
 		en.seq = strtoull(id, NULL, 10);
 		en.index = i;
@@ -719,22 +739,53 @@ int cluster_stream_walk(const redisReply *r, cluster_entry_fn fn, void *ud)
 
 			if (!name || !v)
 				continue;
-			if (!strcmp(name, "m")) {
-				en.m = v;
-				en.mlen = vlen;
-			} else if (!strcmp(name, "path")) {
-				en.path = v;
-				en.plen = vlen;
+			if (!strcmp(name, "h")) {
+				en.head = v;
+				en.hlen = vlen;
 			} else if (!strcmp(name, "t")) {
-				en.topic = v;
+				en.tail = v;
+				en.tlen = vlen;
+			} else if (!strcmp(name, "m")) {
+				m = v;
+				mlen = vlen;
 			} else if (!strcmp(name, "p")) {
 				en.prev = strtoull(v, NULL, 10);
 			}
 		}
+		if (!en.head || !en.tail) {
+			en.head = m;
+			en.hlen = mlen;
+			en.tail = NULL;
+			en.tlen = 0;
+		}
+		if (!en.head)
+			continue;
 		fn(&en, ud);
 		n++;
 	}
 	return n;
+}
+
+char *cluster_entry_json(const cluster_entry_t *e, size_t *len)
+{
+	char digits[16], *out, *p;
+	size_t dl = e->tail ? (size_t)(put36(e->seq, digits) - digits) : 0;
+
+	out = malloc(e->hlen + dl + e->tlen + 1);
+	if (!out)
+		abort();
+	p = out;
+	memcpy(p, e->head, e->hlen);
+	p += e->hlen;
+	if (e->tail) {
+		memcpy(p, digits, dl);
+		p += dl;
+		memcpy(p, e->tail, e->tlen);
+		p += e->tlen;
+	}
+	*p = 0;
+	*len = (size_t)(p - out);
+	return out;
 }
 
 /* Splits one record "<seq>\n<path JSON>\n<client JSON>". Returns 0
@@ -782,6 +833,58 @@ void cluster_each_record(const char *data, size_t len, cluster_record_fn fn,
 		data += rl + 1;
 		len -= rl + 1;
 	}
+}
+
+/* The topic of a log entry's run being walked, for its records. */
+struct log_run {
+	const char *topic; /* Topic (borrowed from the reply). */
+	cluster_log_fn fn; /* Caller's callback. */
+	void *ud;	   /* Caller's data. */
+};
+
+static void log_record(uint64_t seq, const char *path, size_t plen,
+		       const char *json, size_t jlen, void *ud)
+{
+	struct log_run *lr = ud;
+
+	lr->fn(lr->topic, seq, path, plen, json, jlen, lr->ud);
+}
+
+int cluster_log_walk(const redisReply *r, cluster_log_fn fn, void *ud)
+{
+	struct log_run lr = {NULL, fn, ud};
+	int n = 0;
+
+	if (!r || r->type != REDIS_REPLY_ARRAY)
+		return -1;
+	for (size_t i = 0; i < r->elements; i++) {
+		const redisReply *f;
+		const char *id;
+
+		if (!(f = entry_fields(r->element[i], &id)))
+			continue;
+		/* t <topic> m <records>, repeated: a run without its topic
+		 * just before it is skipped. */
+		lr.topic = NULL;
+		for (size_t k = 0; k + 1 < f->elements; k += 2) {
+			const char *name = reply_str(f->element[k], NULL);
+			size_t vlen = 0;
+			const char *v = reply_str(f->element[k + 1], &vlen);
+
+			if (!name || !v) {
+				lr.topic = NULL;
+			} else if (!strcmp(name, "t")) {
+				lr.topic = v;
+			} else if (!strcmp(name, "m") && lr.topic) {
+				cluster_each_record(v, vlen, log_record, &lr);
+				lr.topic = NULL;
+			} else {
+				lr.topic = NULL;
+			}
+		}
+		n++;
+	}
+	return n;
 }
 
 /* ---- backlog ---- */
@@ -904,13 +1007,16 @@ static void read_entry(const cluster_entry_t *e, void *ud)
 	struct read_ctx *rc = ud;
 	struct bl_job *j = rc->j;
 
-	if (!e->m)
-		return;
+	size_t len;
+	char *json;
+
 	/* The first message after the cursor must follow it directly in
 	 * its topic, or some were trimmed. */
 	if (j->since_mode && e->index == 0 && e->prev > j->since && !j->rc)
 		j->rc = PE_HISTORY_GAP;
-	job_add(j, rc->topic, e->seq, e->m, e->mlen);
+	json = cluster_entry_json(e, &len);
+	job_add(j, rc->topic, e->seq, json, len);
+	free(json);
 }
 
 static void on_read(rlink_t *l, redisReply *r, void *ud)
@@ -1180,28 +1286,46 @@ struct replay_acc {
 	struct replay_op *op; /* The read. */
 	msg_t **v;	      /* Messages (references). */
 	size_t n;	      /* Count. */
+	size_t cap;	      /* Capacity. */
+	int seen;	      /* A record was seen. */
 	int gap;	      /* Older entries were trimmed. */
 };
 
-static void replay_entry(const cluster_entry_t *e, void *ud)
+static void replay_record(const char *topic, uint64_t seq, const char *path,
+			  size_t plen, const char *json, size_t jlen, void *ud)
 {
 	struct replay_acc *a = ud;
+	msg_t *m;
 
-	/* Every stored message is in the log under its own seq: a jump
-	 * means older entries were trimmed. */
-	if (e->index == 0 && e->seq > a->op->after + 1)
+	(void)topic;
+	/* Every stored seq is in the log: a jump means older entries were
+	 * trimmed. The first entry can begin before the asked seq. */
+	if (!a->seen && seq > a->op->after + 1)
 		a->gap = 1;
-	if (e->m && e->path &&
-	    (a->v[a->n] = cluster_record_msg(a->op->c->hub->cfg->node, e->seq,
-					     e->path, e->plen, e->m, e->mlen)))
-		a->n++;
+	a->seen = 1;
+	if (seq <= a->op->after)
+		return;
+	m = cluster_record_msg(a->op->c->hub->cfg->node, seq, path, plen, json,
+			       jlen);
+	if (!m)
+		return;
+	if (a->n == a->cap) {
+		size_t ncap = a->cap ? a->cap * 2 : 64;
+		msg_t **nv = realloc(a->v, ncap * sizeof *nv);
+
+		if (!nv)
+			abort();
+		a->v = nv;
+		a->cap = ncap;
+	}
+	a->v[a->n++] = m;
 }
 
 static void on_replay(rlink_t *l, redisReply *r, void *ud)
 {
 	struct replay_op *op = ud;
 	cluster_t *c = op->c;
-	struct replay_acc a = {op, NULL, 0, 0};
+	struct replay_acc a = {.op = op};
 
 	(void)l;
 	if (!r || r->type != REDIS_REPLY_ARRAY) {
@@ -1209,15 +1333,20 @@ static void on_replay(rlink_t *l, redisReply *r, void *ud)
 		free(op);
 		return;
 	}
-	a.v = calloc(r->elements + 1, sizeof *a.v);
-	if (!a.v)
-		abort();
-	cluster_stream_walk(r, replay_entry, &a);
+	cluster_log_walk(r, replay_record, &a);
 	op->cb(c->hub, 0, a.v, a.n, a.gap, op->ud);
 	for (size_t i = 0; i < a.n; i++)
 		msg_unref(a.v[i]);
 	free(a.v);
 	free(op);
+}
+
+/* Log entries to read for about max messages: an entry is a stored
+ * batch, up to BATCH_MAX messages and about BATCH_BYTES, so a read's
+ * size stays near what max messages would take. */
+static size_t log_entries(size_t max)
+{
+	return max > BATCH_MAX ? (max + BATCH_MAX - 1) / BATCH_MAX : 1;
 }
 
 int cluster_replay(cluster_t *c, uint64_t after, size_t max,
@@ -1240,7 +1369,7 @@ int cluster_replay(cluster_t *c, uint64_t after, size_t max,
 	op->cb = cb;
 	op->ud = ud;
 	snprintf(from, sizeof from, "(%llu-1", (unsigned long long)after);
-	snprintf(count, sizeof count, "%zu", max);
+	snprintf(count, sizeof count, "%zu", log_entries(max));
 	rc = rlink_commandv(c->link, on_replay, op, 6, argv, NULL);
 	free(key);
 	if (rc) {
@@ -1453,19 +1582,23 @@ static void catch_up_hold(cluster_t *c, uint64_t seq, const char *topic,
 
 static void catch_up_read(cluster_t *c);
 
-static void catch_up_entry(const cluster_entry_t *e, void *ud)
+static void catch_up_record(const char *topic, uint64_t seq, const char *path,
+			    size_t plen, const char *json, size_t jlen,
+			    void *ud)
 {
 	cluster_t *c = ud;
 
-	if (e->index == 0 && e->seq > c->last_seen + 1)
+	/* The first entry can begin before what this instance saw. */
+	if (seq <= c->last_seen)
+		return;
+	if (!c->catch_up_seen && seq > c->last_seen + 1)
 		log_warn("cluster_catchup_gap",
 			 "from=%llu to=%llu note=\"the log was trimmed past "
 			 "what this instance had\"",
 			 (unsigned long long)c->last_seen + 1,
-			 (unsigned long long)e->seq - 1);
-	if (e->m && e->path && e->topic)
-		deliver_record(c, e->seq, e->topic, e->path, e->plen, e->m,
-			       e->mlen);
+			 (unsigned long long)seq - 1);
+	c->catch_up_seen = 1;
+	deliver_record(c, seq, topic, path, plen, json, jlen);
 }
 
 static void on_catch_up(rlink_t *l, redisReply *r, void *ud)
@@ -1482,8 +1615,8 @@ static void on_catch_up(rlink_t *l, redisReply *r, void *ud)
 		held_free(c);
 		return;
 	}
-	cluster_stream_walk(r, catch_up_entry, c);
-	if (r->elements == CATCH_UP_BATCH) {
+	cluster_log_walk(r, catch_up_record, c);
+	if (r->elements == log_entries(CATCH_UP_BATCH)) {
 		catch_up_read(c);
 		return;
 	}
@@ -1500,7 +1633,7 @@ static void catch_up_read(cluster_t *c)
 
 	snprintf(from, sizeof from, "(%llu-1",
 		 (unsigned long long)c->last_seen);
-	snprintf(count, sizeof count, "%d", CATCH_UP_BATCH);
+	snprintf(count, sizeof count, "%zu", log_entries(CATCH_UP_BATCH));
 	if (rlink_commandv(c->link, on_catch_up, c, 6, argv, NULL)) {
 		c->catching_up = 0;
 		c->was_down = 1;
@@ -1516,6 +1649,7 @@ static void catch_up_start(cluster_t *c)
 	log_info("cluster_catchup", "after=%llu",
 		 (unsigned long long)c->last_seen);
 	c->catching_up = 1;
+	c->catch_up_seen = 0;
 	catch_up_read(c);
 }
 

@@ -118,26 +118,31 @@ typedef void (*cluster_cursors_fn)(struct hub *h, int rc, const char **kv,
  * PE_UNAVAILABLE (cb never called). */
 int cluster_peer_cursors(cluster_t *c, cluster_cursors_fn cb, void *ud);
 
-/* One entry of a stream read (XRANGE/XREVRANGE), fields borrowed from
- * the reply. */
+/* One entry of a topic stream read (XRANGE/XREVRANGE), its parts
+ * borrowed from the reply. The message's client frame is head, then the
+ * seq's base-36 digits, then tail; or, in entries stored whole, head
+ * alone (tail NULL). */
 typedef struct cluster_entry {
-	uint64_t seq;	   /* From the entry id. */
-	size_t index;	   /* Position in the reply. */
-	const char *m;	   /* Client frame JSON, or NULL. */
-	size_t mlen;	   /* Its length. */
-	const char *path;  /* Path JSON (log entries), or NULL. */
-	size_t plen;	   /* Its length. */
-	const char *topic; /* Topic (log entries), or NULL. */
-	uint64_t prev;	   /* Seq of the topic's previous message, or 0. */
+	uint64_t seq;	  /* From the entry id. */
+	size_t index;	  /* Position in the reply. */
+	const char *head; /* Frame JSON before the seq digits, or all. */
+	size_t hlen;	  /* Its length. */
+	const char *tail; /* Frame JSON after the seq digits, or NULL. */
+	size_t tlen;	  /* Its length. */
+	uint64_t prev;	  /* Seq of the topic's previous message, or 0. */
 } cluster_entry_t;
 
 typedef void (*cluster_entry_fn)(const cluster_entry_t *e, void *ud);
 
-/* Calls fn for each well-formed entry of a stream read reply, skipping
- * anything else (a broken or hostile server must not crash the hub).
- * Returns the number of entries visited, or -1 when r is not an array. */
+/* Calls fn for each well-formed entry of a topic stream read reply,
+ * skipping anything else (a broken or hostile server must not crash the
+ * hub). Returns the number of entries visited, or -1 when r is not an
+ * array. */
 int cluster_stream_walk(const struct redisReply *r, cluster_entry_fn fn,
 			void *ud);
+
+/* Returns e's client frame JSON, allocated, with its length in *len. */
+char *cluster_entry_json(const cluster_entry_t *e, size_t *len);
 
 /* One record of a pub/sub payload, its parts borrowed from the payload. */
 typedef void (*cluster_record_fn)(uint64_t seq, const char *path,
@@ -149,6 +154,16 @@ typedef void (*cluster_record_fn)(uint64_t seq, const char *path,
  * NUL bytes. Malformed records are skipped. */
 void cluster_each_record(const char *data, size_t len, cluster_record_fn fn,
 			 void *ud);
+
+/* One record of a log read, with its topic. */
+typedef void (*cluster_log_fn)(const char *topic, uint64_t seq,
+			       const char *path, size_t plen, const char *json,
+			       size_t jlen, void *ud);
+
+/* Calls fn, in order, for each well-formed record of a log read reply
+ * (entries of t <topic> m <records> pairs), skipping anything else.
+ * Returns the number of entries, or -1 when r is not an array. */
+int cluster_log_walk(const struct redisReply *r, cluster_log_fn fn, void *ud);
 
 /* Rebuilds a message from a stored record (client frame JSON and path,
  * which already ends with this node; node is used when it is empty).

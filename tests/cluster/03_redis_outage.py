@@ -14,8 +14,15 @@ acknowledged one.
 Part 2 (Redis with an append-only file, SIGTERM and restart with its
 data): the epoch is kept, cursors stay valid and keep increasing, and a
 client that resubscribes `since` its last cursor through the other
-instance gets exactly what it missed, then live messages."""
+instance gets exactly what it missed, then live messages.
+
+Part 3 (Redis stays up, one instance's links are killed with CLIENT
+KILL while the other keeps publishing): the cut-off instance catches up
+from the node-wide log, so its subscriber gets every message stored
+while it was away (runs of one topic and alternating topics), once and
+in order, then live ones."""
 import asyncio
+import os
 import time
 
 import clustertest as ct
@@ -240,9 +247,71 @@ async def with_persistence():
         await c.close()
 
 
+def redis_client_ids(redis, pid):
+    """Redis CLIENT ids of the connections process pid holds to redis:
+    its sockets' local ports, matched with CLIENT LIST's addr."""
+    inodes = set()
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            next(f)
+            for line in f:
+                p = line.split()
+                if p[9] in inodes and int(p[2].rsplit(":", 1)[1], 16) == redis.port:
+                    ports.add(int(p[1].rsplit(":", 1)[1], 16))
+    ids = []
+    for line in redis.cmd("CLIENT", "LIST").splitlines():
+        kv = dict(x.split("=", 1) for x in line.split() if "=" in x)
+        if int(kv["addr"].rsplit(":", 1)[1]) in ports:
+            ids.append(kv["id"])
+    return ids
+
+
+async def link_drop():
+    redis = ct.Redis().start()
+    k1, k2 = ct.cluster(redis, history=1000, prefix="p3")
+    for k in (k1, k2):
+        k.name = "d-" + k.name
+    await ct.start_all([k1, k2])
+    sa = await ct.subscriber(k1, "forum/#", name="d-sa-k1")
+    sb = await ct.subscriber(k2, "forum/#", name="d-sb-k2")
+    pub = await ct.client(k1, "alice", "d-pub-k1")
+    first = await ct.burst(pub, "forum/drop/a", 20, "d0")
+    check_eq(mids(await ct.collect(sb, first, timeout=10, quiet=0.2)), first,
+             "sb on k2 got the first 20 live")
+    ids = redis_client_ids(redis, k2.proc.pid)
+    check(len(ids) >= 2, "k2 holds %d connections to Redis (commands and pub/sub)" % len(ids))
+    mark = k2.log_mark()
+    for cid in ids:
+        redis.cmd("CLIENT", "KILL", "ID", cid)
+    # Stored while k2 has no link: only the log has them for k2. Runs of
+    # two messages of one topic between single ones of another.
+    away = await ct.burst(pub, lambda i: "forum/drop/" + ("b" if i % 3 == 0 else "a"),
+                          60, "d1")
+    await k2.wait_redis(("up",), RECOVER_S)
+    live = await ct.burst(pub, "forum/drop/c", 20, "d2")
+    got_b = await ct.collect(sb, away + live, timeout=10, quiet=0.3)
+    check_eq(mids(got_b), away + live,
+             "sb on k2 got the 60 stored while k2 was cut off, then 20 live: once, in order")
+    ct.check_cursors_increase(got_b, "sb across k2's catch-up")
+    check("cluster_catchup" in k2.log_since(mark), "k2 logged a catch-up from the log")
+    got_a = await ct.collect(sa, first + away + live, timeout=10, quiet=0.2)
+    check_eq(mids(got_a), first + away + live, "sa on k1 (never cut off) got all 100")
+    for c in (sa, sb, pub):
+        await c.close()
+
+
 async def scenario():
     await no_persistence()
     await with_persistence()
+    await link_drop()
 
 
 if __name__ == "__main__":

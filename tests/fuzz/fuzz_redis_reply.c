@@ -1,23 +1,22 @@
 /* fuzz_redis_reply.c: what the hub does with bytes from Redis. The input
  * is read by hiredis's protocol reader (as the link does); every reply is
- * walked as a stream read (backlogs, replays, catch-up) and its records
- * turned into messages, and the raw bytes are also parsed as a pub/sub
- * payload. A broken or hostile Redis must not crash the hub. */
+ * walked as a topic stream read (backlogs) with its frames rebuilt, and as
+ * a log read (replays, catch-up) with its records turned into messages;
+ * the raw bytes are also parsed as a pub/sub payload. A broken or hostile
+ * Redis must not crash the hub. */
 #include <hiredis/hiredis.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cluster.h"
 
 static void visit(const cluster_entry_t *e, void *ud)
 {
-	(void)ud;
-	if (e->m && e->path) {
-		msg_t *m = cluster_record_msg("fuzz.example", e->seq, e->path,
-					      e->plen, e->m, e->mlen);
+	size_t len;
 
-		msg_unref(m);
-	}
+	(void)ud;
+	free(cluster_entry_json(e, &len));
 }
 
 /* hiredis 0.14 allocates an array for a multi-bulk header's count at
@@ -50,6 +49,13 @@ static void on_record(uint64_t seq, const char *path, size_t plen,
 				     jlen));
 }
 
+static void on_log(const char *topic, uint64_t seq, const char *path,
+		   size_t plen, const char *json, size_t jlen, void *ud)
+{
+	(void)topic;
+	on_record(seq, path, plen, json, jlen, ud);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	redisReader *rd = redisReaderCreate();
@@ -68,6 +74,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (redisReaderGetReply(rd, &reply) != REDIS_OK || !reply)
 			break;
 		cluster_stream_walk(reply, visit, NULL);
+		cluster_log_walk(reply, on_log, NULL);
 		freeReplyObject(reply);
 	}
 	redisReaderFree(rd);
