@@ -190,6 +190,8 @@ struct cluster {
 	int was_down;	       /* The link was down since the last catch-up. */
 	int catching_up;       /* Reading the log after an outage. */
 	int catch_up_seen;     /* The catch-up read a record. */
+	uint64_t catch_up_at;  /* The catch-up's next read starts after. */
+	unsigned catch_up_reads; /* Log reads of the catch-up. */
 	struct held_rec *held; /* Live messages held while catching up. */
 	size_t n_held;	       /* Count. */
 	size_t cap_held;       /* Capacity. */
@@ -1604,6 +1606,7 @@ static void catch_up_record(const char *topic, uint64_t seq, const char *path,
 static void on_catch_up(rlink_t *l, redisReply *r, void *ud)
 {
 	cluster_t *c = ud;
+	const char *id;
 
 	(void)l;
 	if (!c->catching_up)
@@ -1616,14 +1619,24 @@ static void on_catch_up(rlink_t *l, redisReply *r, void *ud)
 		return;
 	}
 	cluster_log_walk(r, catch_up_record, c);
+	/* The next read starts after the last entry, even when none of its
+	 * records was delivered (malformed): it must not read it again. */
+	c->catch_up_at = c->last_seen;
+	if (r->elements &&
+	    entry_fields(r->element[r->elements - 1], &id)) {
+		uint64_t last = strtoull(id, NULL, 10);
+
+		if (last > c->catch_up_at)
+			c->catch_up_at = last;
+	}
 	if (r->elements == log_entries(CATCH_UP_BATCH)) {
 		catch_up_read(c);
 		return;
 	}
 	/* Caught up: what was held and is newer follows, in order. */
 	held_release(c);
-	log_info("cluster_caught_up", "last_seq=%llu",
-		 (unsigned long long)c->last_seen);
+	log_info("cluster_caught_up", "last_seq=%llu reads=%u",
+		 (unsigned long long)c->last_seen, c->catch_up_reads);
 }
 
 static void catch_up_read(cluster_t *c)
@@ -1632,8 +1645,9 @@ static void catch_up_read(cluster_t *c)
 	const char *argv[6] = {"XRANGE", key, from, "+", "COUNT", count};
 
 	snprintf(from, sizeof from, "(%llu-1",
-		 (unsigned long long)c->last_seen);
+		 (unsigned long long)c->catch_up_at);
 	snprintf(count, sizeof count, "%zu", log_entries(CATCH_UP_BATCH));
+	c->catch_up_reads++;
 	if (rlink_commandv(c->link, on_catch_up, c, 6, argv, NULL)) {
 		c->catching_up = 0;
 		c->was_down = 1;
@@ -1650,6 +1664,8 @@ static void catch_up_start(cluster_t *c)
 		 (unsigned long long)c->last_seen);
 	c->catching_up = 1;
 	c->catch_up_seen = 0;
+	c->catch_up_at = c->last_seen;
+	c->catch_up_reads = 0;
 	catch_up_read(c);
 }
 

@@ -18,11 +18,13 @@ instance gets exactly what it missed, then live messages.
 
 Part 3 (Redis stays up, one instance's links are killed with CLIENT
 KILL while the other keeps publishing): the cut-off instance catches up
-from the node-wide log, so its subscriber gets every message stored
-while it was away (runs of one topic and alternating topics), once and
-in order, then live ones."""
+from the node-wide log (in several reads), so its subscriber gets every
+message stored while it was away (runs of one topic and alternating
+topics), once and in order, then live ones."""
 import asyncio
 import os
+import re
+import signal
 import time
 
 import clustertest as ct
@@ -289,21 +291,33 @@ async def link_drop():
     ids = redis_client_ids(redis, k2.proc.pid)
     check(len(ids) >= 2, "k2 holds %d connections to Redis (commands and pub/sub)" % len(ids))
     mark = k2.log_mark()
+    # k2 is stopped right after its links are killed, so it cannot
+    # reconnect before the publishes below: only the log has them for it.
     for cid in ids:
         redis.cmd("CLIENT", "KILL", "ID", cid)
-    # Stored while k2 has no link: only the log has them for k2. Runs of
-    # two messages of one topic between single ones of another.
-    away = await ct.burst(pub, lambda i: "forum/drop/" + ("b" if i % 3 == 0 else "a"),
-                          60, "d1")
+    os.kill(k2.proc.pid, signal.SIGSTOP)
+    try:
+        # Runs of two messages of one topic between single ones of
+        # another; then one at a time, each its own batch and log entry,
+        # so the catch-up takes several reads.
+        away = await ct.burst(pub, lambda i: "forum/drop/" + ("b" if i % 3 == 0 else "a"),
+                              60, "d1")
+        for i in range(40):
+            away += await ct.burst(pub, "forum/drop/a", 1, "d1s%d" % i)
+    finally:
+        os.kill(k2.proc.pid, signal.SIGCONT)
     await k2.wait_redis(("up",), RECOVER_S)
     live = await ct.burst(pub, "forum/drop/c", 20, "d2")
     got_b = await ct.collect(sb, away + live, timeout=10, quiet=0.3)
     check_eq(mids(got_b), away + live,
-             "sb on k2 got the 60 stored while k2 was cut off, then 20 live: once, in order")
+             "sb on k2 got the 100 stored while k2 was cut off, then 20 live: once, in order")
     ct.check_cursors_increase(got_b, "sb across k2's catch-up")
-    check("cluster_catchup" in k2.log_since(mark), "k2 logged a catch-up from the log")
+    log = k2.log_since(mark)
+    m = re.search(r"event=cluster_caught_up last_seq=(\d+) reads=(\d+)", log)
+    check(m is not None and int(m.group(2)) >= 3,
+          "k2 caught up from the log in several reads (%s)" % (m.group(0) if m else "no cluster_caught_up in its log"))
     got_a = await ct.collect(sa, first + away + live, timeout=10, quiet=0.2)
-    check_eq(mids(got_a), first + away + live, "sa on k1 (never cut off) got all 100")
+    check_eq(mids(got_a), first + away + live, "sa on k1 (never cut off) got all 140")
     for c in (sa, sb, pub):
         await c.close()
 
