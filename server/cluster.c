@@ -1008,7 +1008,6 @@ static void read_entry(const cluster_entry_t *e, void *ud)
 {
 	struct read_ctx *rc = ud;
 	struct bl_job *j = rc->j;
-
 	size_t len;
 	char *json;
 
