@@ -14,6 +14,7 @@
 #include "log.h"
 #include "presence.h"
 #include "ratelimit.h"
+#include "strmap.h"
 #include "topic.h"
 
 /* Sends a new frame to the session and drops our reference. */
@@ -90,7 +91,8 @@ void client_presence_tell(hub_t *h, const char *topic, const char *ident,
 
 	n.frame = codec_presence(topic, joined ? one : NULL, joined ? 1 : 0,
 				 joined ? NULL : one, joined ? 0 : 1);
-	router_match(h->router, topic, presence_deliver, &n);
+	router_match(h->router, topic, strmap_hash(topic), presence_deliver,
+		     &n);
 	frame_unref(n.frame);
 }
 

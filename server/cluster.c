@@ -1499,7 +1499,7 @@ static void deliver_record(cluster_t *c, uint64_t seq, const char *topic,
 	}
 	c->last_seen = seq;
 	f = frame_new_text(json, jlen);
-	hub_deliver(c->hub, topic, seq, f);
+	hub_deliver(c->hub, topic, strmap_hash(topic), seq, f);
 	frame_unref(f);
 	if (c->hub->fed && fed_wants_live(c->hub->fed)) {
 		msg_t *m = cluster_record_msg(c->hub->cfg->node, seq, path,

@@ -26,6 +26,9 @@ struct ring {
 struct history {
 	size_t per_topic;  /* Most messages kept per topic, >= 1. */
 	uint64_t epoch;	   /* Names this process's cursors. */
+	char prefix[16];   /* "<epoch in base 36>-", written once: every
+			    * message's cursor starts with it. */
+	size_t prefix_len; /* Its length. */
 	uint64_t last_seq; /* Last seq assigned; 0 before the first. */
 	strmap_t *topics;  /* Topic to struct ring (owned). Never shrinks:
 			    * a topic's ring also remembers its evictions. */
@@ -55,10 +58,15 @@ static msg_t *at(const struct ring *t, size_t i)
 	return t->slots[idx < t->cap ? idx : idx - t->cap];
 }
 
+static char *put36(uint64_t v, char *p);
+
 history_t *history_new(size_t per_topic, uint64_t epoch)
 {
 	history_t *h = xmalloc(sizeof *h);
+	char *p = put36(epoch, h->prefix);
 
+	*p++ = '-';
+	h->prefix_len = (size_t)(p - h->prefix);
 	h->per_topic = per_topic ? per_topic : 1;
 	h->epoch = epoch;
 	h->last_seq = 0;
@@ -87,9 +95,9 @@ void history_free(history_t *h)
 	free(h);
 }
 
-static struct ring *ring_get(history_t *h, const char *topic)
+static struct ring *ring_get(history_t *h, const char *topic, size_t hash)
 {
-	struct ring *t = strmap_get(h->topics, topic);
+	struct ring *t = strmap_get_hashed(h->topics, topic, hash);
 
 	if (!t) {
 		t = xmalloc(sizeof *t);
@@ -131,7 +139,7 @@ static void evict_oldest(history_t *h, struct ring *t)
 
 void history_append(history_t *h, msg_t *m)
 {
-	struct ring *t = ring_get(h, m->topic);
+	struct ring *t = ring_get(h, m->topic, m->topic_hash);
 	size_t idx;
 
 	m->seq = ++h->last_seq;
@@ -197,11 +205,8 @@ static const char *get36(const char *p, uint64_t *v)
 
 void history_cursor(const history_t *h, uint64_t seq, char *buf)
 {
-	char *p = put36(h->epoch, buf);
-
-	*p++ = '-';
-	p = put36(seq, p);
-	*p = 0;
+	memcpy(buf, h->prefix, h->prefix_len);
+	*put36(seq, buf + h->prefix_len) = 0;
 }
 
 int history_parse_cursor(const history_t *h, const char *cursor, uint64_t *seq)

@@ -156,11 +156,12 @@ static void deliver(void *owner, void *ud)
 		c->hub->m.messages_out++;
 }
 
-void hub_deliver(hub_t *h, const char *topic, uint64_t seq, frame_t *f)
+void hub_deliver(hub_t *h, const char *topic, size_t hash, uint64_t seq,
+		 frame_t *f)
 {
 	struct delivery d = {topic, seq, f};
 
-	router_match(h->router, topic, deliver, &d);
+	router_match(h->router, topic, hash, deliver, &d);
 }
 
 int hub_memory_high(const hub_t *h)
@@ -179,7 +180,7 @@ int hub_accept(hub_t *h, msg_t *m)
 	history_append(h->history, m);
 	history_cursor(h->history, m->seq, cursor);
 	m->frame = codec_msg(m, cursor);
-	hub_deliver(h, m->topic, m->seq, m->frame);
+	hub_deliver(h, m->topic, m->topic_hash, m->seq, m->frame);
 	if (h->fed) {
 		/* Copies of a peer's message arriving later are dropped. Our
 		 * own mids are recognised without the window (fed.c). */

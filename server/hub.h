@@ -128,8 +128,9 @@ int hub_new_msg(hub_t *h, const char *topic, const char *from, const char *body,
 int hub_mid_is_own(const hub_t *h, const char *mid);
 
 /* Queues a live message's frame to every local session subscribed to
- * topic (once per session). */
-void hub_deliver(hub_t *h, const char *topic, uint64_t seq, frame_t *f);
+ * topic (once per session); hash is strmap_hash(topic). */
+void hub_deliver(hub_t *h, const char *topic, size_t hash, uint64_t seq,
+		 frame_t *f);
 
 /* Stores a complete message (mid, origin, from, ts and path set; from a
  * peer, or built by hub_new_msg), taking its own references:

@@ -54,17 +54,34 @@ char *jw_str_put(char *d, const char *s, size_t raw, size_t n)
 
 size_t jw_i64(int64_t v, char *buf)
 {
-	char tmp[21];
+	/* Two digits per division: a millisecond timestamp has 13. */
+	static const char pairs[] = "00010203040506070809"
+				    "10111213141516171819"
+				    "20212223242526272829"
+				    "30313233343536373839"
+				    "40414243444546474849"
+				    "50515253545556575859"
+				    "60616263646566676869"
+				    "70717273747576777879"
+				    "80818283848586878889"
+				    "90919293949596979899";
+	char tmp[20];
 	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-	size_t n = 0, len = 0;
+	size_t n = sizeof tmp, len = 0;
 
-	do {
-		tmp[n++] = (char)('0' + u % 10);
-		u /= 10;
-	} while (u);
+	while (u >= 100) {
+		n -= 2;
+		memcpy(tmp + n, pairs + 2 * (u % 100), 2);
+		u /= 100;
+	}
+	if (u >= 10) {
+		n -= 2;
+		memcpy(tmp + n, pairs + 2 * u, 2);
+	} else {
+		tmp[--n] = (char)('0' + u);
+	}
 	if (v < 0)
 		buf[len++] = '-';
-	while (n)
-		buf[len++] = tmp[--n];
-	return len;
+	memcpy(buf + len, tmp + n, sizeof tmp - n);
+	return len + sizeof tmp - n;
 }

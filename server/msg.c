@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "strmap.h"
+
 /* Worst-case WebSocket header for a server frame: 1 + 1 + 8 bytes. */
 #define WS_HDR_MAX 10
 
@@ -124,6 +126,7 @@ msg_t *msg_new(const char *topic, const char *mid, const char *origin,
 	m->n_path = 0;
 	m->fed_frame[0] = m->fed_frame[1] = NULL;
 	m->topic = memcpy(p, topic, lt);
+	m->topic_hash = strmap_hash(m->topic);
 	p += lt;
 	m->mid = memcpy(p, mid, lm);
 	p += lm;

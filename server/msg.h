@@ -51,6 +51,8 @@ typedef struct msg {
 	uint64_t seq;  /* Position in this node's history; 0 until stored. */
 	int64_t ts;    /* Milliseconds since the epoch, set by the origin. */
 	const char *topic;  /* All strings live in the same allocation. */
+	size_t topic_hash;  /* strmap_hash(topic): history and router look
+			       the topic up once each per message. */
 	const char *mid;    /* Globally unique message id. */
 	const char *origin; /* Node that accepted it. */
 	const char *from;   /* user@node of the author. */

@@ -427,14 +427,15 @@ static void match_node(const struct node *n, char **seg, size_t i, size_t nseg,
 		match_node(n->plus, seg, i + 1, nseg, fn, ud);
 }
 
-void router_match(const router_t *r, const char *topic, router_match_fn fn,
-		  void *ud)
+void router_match(const router_t *r, const char *topic, size_t hash,
+		  router_match_fn fn, void *ud)
 {
 	char buf[TOPIC_MAX_BYTES + 1], *seg[MAX_SEGS];
 	size_t n;
 
 	if (r->exact) {
-		const struct sub_list *l = strmap_get(r->exact, topic);
+		const struct sub_list *l =
+		    strmap_get_hashed(r->exact, topic, hash);
 
 		if (l)
 			call_list(l, fn, ud);

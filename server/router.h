@@ -36,9 +36,9 @@ void router_remove(router_t *r, router_sub_t *s);
 const char *router_sub_filter(const router_sub_t *s);
 
 /* Calls fn(owner, ud) for each subscription whose filter matches the valid
- * topic. */
-void router_match(const router_t *r, const char *topic, router_match_fn fn,
-		  void *ud);
+ * topic, whose strmap_hash is hash. */
+void router_match(const router_t *r, const char *topic, size_t hash,
+		  router_match_fn fn, void *ud);
 
 /* Returns the number of subscriptions held. */
 size_t router_count(const router_t *r);

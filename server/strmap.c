@@ -187,7 +187,12 @@ static void rehash(strmap_t *m, size_t new_cap)
 
 void *strmap_get(const strmap_t *m, const char *key)
 {
-	struct slot *s = find(m, key, strmap_hash(key));
+	return strmap_get_hashed(m, key, strmap_hash(key));
+}
+
+void *strmap_get_hashed(const strmap_t *m, const char *key, size_t hash)
+{
+	struct slot *s = find(m, key, hash);
 
 	return s ? s->value : NULL;
 }

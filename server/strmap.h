@@ -18,6 +18,10 @@ void strmap_free(strmap_t *m);
 /* Returns the value stored for key, or NULL. */
 void *strmap_get(const strmap_t *m, const char *key);
 
+/* strmap_get with key's strmap_hash computed by the caller (one hash for
+ * several maps: the hash key is the same for every map). */
+void *strmap_get_hashed(const strmap_t *m, const char *key, size_t hash);
+
 /* Stores value for key, replacing any previous value (which is returned
  * through *old when old is not NULL, else NULL there). value must not be
  * NULL. */

@@ -9,6 +9,7 @@
 #include "err.h"
 #include "fedcodec.h"
 #include "jscan.h"
+#include "jwrite.h"
 #include "msg.h"
 #include "tap.h"
 
@@ -495,8 +496,41 @@ static void test_fed_roundtrip(void)
 	}
 }
 
+/* jw_i64 against printf, around every digit-count boundary, at both ends
+ * of int64_t, and over a spread of values. */
+static void test_i64(void)
+{
+	char got[24], want[24];
+	int64_t vals[64];
+	size_t n = 0, len;
+	uint64_t x = 0x9e3779b97f4a7c15ULL;
+
+	vals[n++] = 0;
+	vals[n++] = INT64_MAX;
+	vals[n++] = INT64_MIN;
+	vals[n++] = 1764400000000; /* A millisecond timestamp. */
+	for (int64_t p = 1; p <= INT64_MAX / 10; p *= 10) {
+		vals[n++] = p - 1;
+		vals[n++] = p;
+		vals[n++] = -p;
+	}
+	while (n < sizeof vals / sizeof vals[0]) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		vals[n++] = (int64_t)(x >> (x % 64));
+	}
+	for (size_t i = 0; i < n; i++) {
+		len = jw_i64(vals[i], got);
+		got[len] = 0;
+		snprintf(want, sizeof want, "%lld", (long long)vals[i]);
+		CHECK_STR(got, want);
+	}
+}
+
 int main(void)
 {
+	test_i64();
 	test_scan_offsets();
 	test_plain_run();
 	test_scan_utf8_and_truncation();

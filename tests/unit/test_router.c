@@ -63,7 +63,7 @@ static int match(const router_t *r, const char *topic)
 
 	for (int i = 0; i < NOWNERS; i++)
 		owners[i].calls = 0;
-	router_match(r, topic, count_call, &total);
+	router_match(r, topic, strmap_hash(topic), count_call, &total);
 	return total;
 }
 
