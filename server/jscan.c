@@ -96,6 +96,20 @@ static size_t plain16(const char *s)
 
 	return m ? (size_t)__builtin_ctz(m) : 16;
 }
+
+/* plain16 for the 8 bytes at s. */
+static size_t plain8(const char *s)
+{
+	__m128i v = _mm_loadl_epi64((const __m128i *)(const void *)s);
+	__m128i bad =
+	    _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+				      _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
+			 _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)));
+	/* The 8 upper bytes are zero, hence "bad": only the low 8 count. */
+	unsigned m = (unsigned)_mm_movemask_epi8(bad) & 0xffu;
+
+	return m ? (size_t)__builtin_ctz(m) : 8;
+}
 #else
 /* Returns 16 when none of the 16 bytes at s is special, else 0 (the
  * byte loop then finds which). */
@@ -129,8 +143,30 @@ size_t jscan_plain_run(const char *s, size_t len)
 
 		p += k;
 		if (k < 16)
+#if defined(__SSE2__)
+			return p; /* plain16 counts exactly. */
+#else
 			break;
+#endif
 	}
+#if defined(__SSE2__)
+	/* Fewer than 16 bytes left: a vector ending at the end of the
+	 * string (overlapping bytes already found plain, so what it finds
+	 * is at or after p), not a loop over bytes. Most strings the hub
+	 * writes (ids, names, topics) are short, so this is most of the
+	 * work for them. */
+	if (p < len && len >= 16)
+		return len - 16 + plain16(s + len - 16);
+	if (len - p >= 8) {
+		size_t k = plain8(s + p);
+
+		if (k < 8)
+			return p + k;
+		p += 8;
+	}
+	if (p < len && len >= 8)
+		return len - 8 + plain8(s + len - 8);
+#endif
 	while (p < len) {
 		unsigned char c = (unsigned char)s[p];
 

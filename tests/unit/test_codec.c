@@ -3,6 +3,7 @@
  * string, and encoded frames read back with Jansson. */
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "codec.h"
@@ -132,6 +133,24 @@ static void test_plain_run(void)
 			bad += jscan_plain_run(buf, sizeof buf) != at;
 			bad += jscan_plain_run(buf, at) != at;
 		}
+	CHECK_INT(bad, 0);
+	/* Every length up to 40 with a special at every position, in a heap
+	 * block of exactly that size: the short-string paths read whole
+	 * vectors ending at the string's end, and must stop there (ASan
+	 * sees any byte read past it). */
+	bad = 0;
+	for (size_t len = 0; len <= 40; len++) {
+		char *h = malloc(len ? len : 1);
+
+		for (size_t at = 0; at <= len; at++)
+			for (size_t k = 0; k < sizeof specials; k++) {
+				memset(h, 'a' + (int)(len % 26), len);
+				if (at < len)
+					h[at] = specials[k];
+				bad += jscan_plain_run(h, len) != at;
+			}
+		free(h);
+	}
 	CHECK_INT(bad, 0);
 }
 
