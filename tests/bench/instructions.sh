@@ -31,7 +31,7 @@ work=$(mktemp -d /tmp/parley-instr.XXXXXX)
 vg=
 cleanup() {
 	[[ -n $vg ]] && kill "$vg" 2>/dev/null && wait "$vg" 2>/dev/null
-	rm -rf "$work"
+	[[ -n ${KEEP:-} ]] || rm -rf "$work"
 }
 trap cleanup EXIT
 
