@@ -106,17 +106,21 @@ static void unindex(dedup_t *d, size_t i)
 	d->table[i].pos = 0;
 }
 
-int dedup_seen(const dedup_t *d, const char *id)
+uint32_t dedup_hash(const char *id)
+{
+	return (uint32_t)strmap_hash(id);
+}
+
+int dedup_seen(const dedup_t *d, const char *id, uint32_t h)
 {
 	int found;
 
-	probe(d, id, (uint32_t)strmap_hash(id), &found);
+	probe(d, id, h, &found);
 	return found;
 }
 
-void dedup_add(dedup_t *d, const char *id)
+void dedup_add(dedup_t *d, const char *id, uint32_t h)
 {
-	uint32_t h = (uint32_t)strmap_hash(id);
 	size_t slot, at;
 	int found;
 
@@ -151,9 +155,9 @@ void dedup_add(dedup_t *d, const char *id)
 		__builtin_prefetch(&d->table[d->hash[d->head] & d->mask]);
 }
 
-void dedup_prefetch(const dedup_t *d, const char *id)
+void dedup_prefetch(const dedup_t *d, uint32_t h)
 {
-	__builtin_prefetch(&d->table[(uint32_t)strmap_hash(id) & d->mask]);
+	__builtin_prefetch(&d->table[h & d->mask]);
 }
 
 size_t dedup_count(const dedup_t *d)

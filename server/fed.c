@@ -580,11 +580,6 @@ int fed_input_pending(const fed_t *f)
 	return 0;
 }
 
-void fed_note_mid(fed_t *f, const char *mid)
-{
-	dedup_add(f->dedup, mid);
-}
-
 /* ---- presence ---- */
 
 static int exported(const fed_peer_t *p, const char *topic)
@@ -928,10 +923,12 @@ static void on_msg(fed_link_t *l, const fed_in_t *in)
 	char *body = NULL;
 	size_t blen;
 	msg_t *m;
+	uint32_t mid_hash;
 
 	if (!p)
 		return;
-	dedup_prefetch(f->dedup, in->mid);
+	mid_hash = dedup_hash(in->mid);
+	dedup_prefetch(f->dedup, mid_hash);
 	/* The position advances even for dropped messages: they were
 	 * received, and replay must not send them again. */
 	if (!f->hub->cluster) {
@@ -969,7 +966,7 @@ static void on_msg(fed_link_t *l, const fed_in_t *in)
 	 * mid of this process carries, so they need no place in the window
 	 * (adding each one cost a publishing node ~10%). */
 	if (why == FED_DROP__COUNT && (hub_mid_is_own(f->hub, in->mid) ||
-				       dedup_seen(f->dedup, in->mid)))
+				       dedup_seen(f->dedup, in->mid, mid_hash)))
 		why = FED_DROP_DUPLICATE;
 	if (why != FED_DROP__COUNT) {
 		p->st.dropped[why]++;
@@ -1008,6 +1005,8 @@ static void on_msg(fed_link_t *l, const fed_in_t *in)
 			link_kill(l, "redis unavailable: cannot store");
 		}
 	} else if (hub_accept(f->hub, m) == 0) {
+		/* Copies arriving later, by other routes, are dropped. */
+		dedup_add(f->dedup, in->mid, mid_hash);
 		p->st.msgs_in++;
 	}
 	msg_unref(m);

@@ -73,9 +73,6 @@ int fed_wants_live(const fed_t *f);
 /* Returns 1 when a link that is up has bytes waiting to be read. */
 int fed_input_pending(const fed_t *f);
 
-/* Remembers a stored mid so copies arriving later are dropped. */
-void fed_note_mid(fed_t *f, const char *mid);
-
 /* Applies reloaded peers: new ones are dialled, removed ones closed, a
  * changed url redialled; policies apply at once. next replaces the live
  * configuration right after this returns. */

@@ -181,13 +181,10 @@ int hub_accept(hub_t *h, msg_t *m)
 	history_cursor(h->history, m->seq, cursor);
 	m->frame = codec_msg(m, cursor);
 	hub_deliver(h, m->topic, m->topic_hash, m->seq, m->frame);
-	if (h->fed) {
-		/* Copies of a peer's message arriving later are dropped. Our
-		 * own mids are recognised without the window (fed.c). */
-		if (!hub_mid_is_own(h, m->mid))
-			fed_note_mid(h->fed, m->mid);
+	/* A peer's message enters the dedup window in fed.c, which
+	 * accepted it; our own mids need no place there. */
+	if (h->fed)
 		fed_forward(h->fed, m);
-	}
 	return 0;
 }
 

@@ -27,8 +27,8 @@ static int churn(size_t cap, int rounds, unsigned seed)
 		for (size_t k = 0; k < len; k++)
 			in |= model[(head + k) % cap] == v;
 		snprintf(id, sizeof id, "m-%d", v);
-		bad += dedup_seen(d, id) != in;
-		dedup_add(d, id);
+		bad += dedup_seen(d, id, dedup_hash(id)) != in;
+		dedup_add(d, id, dedup_hash(id));
 		if (!in) {
 			if (len == cap) {
 				head = (head + 1) % cap;
@@ -42,7 +42,7 @@ static int churn(size_t cap, int rounds, unsigned seed)
 			for (size_t k = 0; k < len; k++) {
 				snprintf(id, sizeof id, "m-%d",
 					 model[(head + k) % cap]);
-				bad += !dedup_seen(d, id);
+				bad += !dedup_seen(d, id, dedup_hash(id));
 			}
 		}
 	}
@@ -56,28 +56,28 @@ int main(void)
 	dedup_t *d = dedup_new(3);
 	char id[16];
 
-	CHECK_INT(dedup_seen(d, "a"), 0);
-	dedup_add(d, "a");
-	dedup_add(d, "b");
-	dedup_add(d, "a"); /* Already there: no second slot. */
-	dedup_add(d, "c");
+	CHECK_INT(dedup_seen(d, "a", dedup_hash("a")), 0);
+	dedup_add(d, "a", dedup_hash("a"));
+	dedup_add(d, "b", dedup_hash("b"));
+	dedup_add(d, "a", dedup_hash("a")); /* Already there: no second slot. */
+	dedup_add(d, "c", dedup_hash("c"));
 	CHECK_INT(dedup_count(d), 3);
-	CHECK_INT(dedup_seen(d, "a"), 1);
-	dedup_add(d, "d"); /* Evicts "a", the oldest. */
-	CHECK_INT(dedup_seen(d, "a"), 0);
-	CHECK_INT(dedup_seen(d, "b"), 1);
-	CHECK_INT(dedup_seen(d, "d"), 1);
+	CHECK_INT(dedup_seen(d, "a", dedup_hash("a")), 1);
+	dedup_add(d, "d", dedup_hash("d")); /* Evicts "a", the oldest. */
+	CHECK_INT(dedup_seen(d, "a", dedup_hash("a")), 0);
+	CHECK_INT(dedup_seen(d, "b", dedup_hash("b")), 1);
+	CHECK_INT(dedup_seen(d, "d", dedup_hash("d")), 1);
 	dedup_free(d);
 
 	d = dedup_new(1000);
 	for (int i = 0; i < 5000; i++) {
 		snprintf(id, sizeof id, "m%d", i);
-		dedup_add(d, id);
+		dedup_add(d, id, dedup_hash(id));
 	}
 	CHECK_INT(dedup_count(d), 1000);
-	CHECK_INT(dedup_seen(d, "m3999"), 0);
-	CHECK_INT(dedup_seen(d, "m4000"), 1);
-	CHECK_INT(dedup_seen(d, "m4999"), 1);
+	CHECK_INT(dedup_seen(d, "m3999", dedup_hash("m3999")), 0);
+	CHECK_INT(dedup_seen(d, "m4000", dedup_hash("m4000")), 1);
+	CHECK_INT(dedup_seen(d, "m4999", dedup_hash("m4999")), 1);
 	dedup_free(d);
 	dedup_free(NULL);
 
