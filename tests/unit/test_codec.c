@@ -547,9 +547,59 @@ static void test_i64(void)
 	}
 }
 
+/* A peer's msg with this mid and origin (also its path): accepted or
+ * refused by both decoders alike, at every edge of the name rules. */
+static int fed_names_ok(const char *mid, const char *origin)
+{
+	char buf[1200];
+	const char *reason = NULL;
+	fed_in_t in;
+	int rc;
+
+	snprintf(buf, sizeof buf,
+		 "{\"op\":\"msg\",\"topic\":\"t\",\"mid\":\"%s\","
+		 "\"origin\":\"%s\",\"from\":\"u@%s\",\"ts\":1,"
+		 "\"body\":1,\"path\":[\"%s\"],\"cursor\":\"c\"}",
+		 mid, origin, origin, origin);
+	rc = fedcodec_decode(buf, strlen(buf), &in, &reason);
+	fedcodec_free(&in);
+	if (fedcodec_decode_json(buf, strlen(buf), &in, &reason) != rc)
+		rc = -1; /* The decoders disagree. */
+	fedcodec_free(&in);
+	return rc == 0;
+}
+
+static void test_fed_names(void)
+{
+	char mid64[65], mid65[66], node253[254], node254[255];
+
+	memset(mid64, 'a', 64);
+	mid64[64] = 0;
+	memset(mid65, 'a', 65);
+	mid65[65] = 0;
+	memset(node253, 'n', 253);
+	node253[253] = 0;
+	memset(node254, 'n', 254);
+	node254[254] = 0;
+	CHECK(fed_names_ok("01AZaz09-_", "a-0.example"));
+	CHECK(fed_names_ok(mid64, "a.example"));
+	CHECK(!fed_names_ok(mid65, "a.example"));
+	CHECK(!fed_names_ok("", "a.example"));
+	CHECK(!fed_names_ok("m.1", "a.example"));
+	CHECK(!fed_names_ok("m 1", "a.example"));
+	CHECK(!fed_names_ok("m\\u00e9", "a.example"));
+	CHECK(fed_names_ok("m", node253));
+	CHECK(!fed_names_ok("m", node254));
+	CHECK(!fed_names_ok("m", "A.example"));
+	CHECK(!fed_names_ok("m", "a_b.example"));
+	CHECK(!fed_names_ok("m", ""));
+	CHECK(!fed_names_ok("m", "caf\xc3\xa9.example"));
+}
+
 int main(void)
 {
 	test_i64();
+	test_fed_names();
 	test_scan_offsets();
 	test_plain_run();
 	test_scan_utf8_and_truncation();
