@@ -153,6 +153,15 @@ void msg_set_path(msg_t *m, const char *const *prev, size_t n, const char *self)
 	size_t bytes = (n + 1) * sizeof(char *);
 	char **p, *d;
 
+	if (!n && !strcmp(self, m->origin)) {
+		if (m->path != m->own_path)
+			free(m->path);
+		m->own_path[0] = (char *)m->origin;
+		m->path = m->own_path;
+		m->n_path = 1;
+		return;
+	}
+
 	for (size_t i = 0; i <= n; i++)
 		bytes += strlen(i < n ? prev[i] : self) + 1;
 	p = malloc(bytes);
@@ -166,7 +175,8 @@ void msg_set_path(msg_t *m, const char *const *prev, size_t n, const char *self)
 		p[i] = memcpy(d, s, l);
 		d += l;
 	}
-	free(m->path);
+	if (m->path != m->own_path)
+		free(m->path);
 	m->path = p;
 	m->n_path = n + 1;
 }
@@ -185,7 +195,8 @@ void msg_unref(msg_t *m)
 		frame_unref(m->frame);
 		frame_unref(m->fed_frame[0]);
 		frame_unref(m->fed_frame[1]);
-		free(m->path);
+		if (m->path != m->own_path)
+			free(m->path);
 		free(m);
 	}
 }

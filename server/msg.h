@@ -63,6 +63,8 @@ typedef struct msg {
 			       last (owned: one allocation holding
 			       the names too). */
 	size_t n_path;	    /* Entries in path. */
+	char *own_path[1];  /* The path of a message this node accepted from
+			       a client ([origin]): no allocation. */
 	frame_t *fed_frame[2]; /* parley.fed.v1 "msg" frame, encoded once when
 				  first needed: [0] unmasked (sent by the
 				  listening side), [1] masked (sent by the
