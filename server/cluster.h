@@ -145,9 +145,8 @@ int cluster_stream_walk(const struct redisReply *r, cluster_entry_fn fn,
 char *cluster_entry_json(const cluster_entry_t *e, size_t *len);
 
 /* One record of a pub/sub payload, its parts borrowed from the payload. */
-typedef void (*cluster_record_fn)(uint64_t seq, const char *path,
-				  size_t plen, const char *json, size_t jlen,
-				  void *ud);
+typedef void (*cluster_record_fn)(uint64_t seq, const char *path, size_t plen,
+				  const char *json, size_t jlen, void *ud);
 
 /* Calls fn, in order, for each well-formed record of a pub/sub payload:
  * one or more records "<seq>\n<path JSON>\n<client JSON>" separated by

@@ -34,7 +34,9 @@ static frame_t *dump_frame(json_t *j, int masked)
 /* Which bytes node names and mids may hold: one table lookup per byte
  * (every msg from a peer checks its mid, origin and path). */
 enum { C_NODE = 1, C_MID = 2 };
-#define NODE_MID C_NODE | C_MID
+#define NODE_MID (C_NODE | C_MID)
+/* One row per kind of byte. */
+/* clang-format off */
 static const unsigned char char_class[256] = {
     ['-'] = NODE_MID, ['.'] = C_NODE, ['_'] = C_MID,
     ['0'] = NODE_MID, ['1'] = NODE_MID, ['2'] = NODE_MID, ['3'] = NODE_MID,
@@ -55,6 +57,7 @@ static const unsigned char char_class[256] = {
     ['U'] = C_MID, ['V'] = C_MID, ['W'] = C_MID, ['X'] = C_MID,
     ['Y'] = C_MID, ['Z'] = C_MID,
 };
+/* clang-format on */
 #undef NODE_MID
 
 /* 1 when s is 1 to max bytes, each of class c. */

@@ -45,8 +45,8 @@ static void on_record(uint64_t seq, const char *path, size_t plen,
 		      const char *json, size_t jlen, void *ud)
 {
 	(void)ud;
-	msg_unref(cluster_record_msg("fuzz.example", seq, path, plen, json,
-				     jlen));
+	msg_unref(
+	    cluster_record_msg("fuzz.example", seq, path, plen, json, jlen));
 }
 
 static void on_log(const char *topic, uint64_t seq, const char *path,
