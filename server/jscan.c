@@ -81,18 +81,25 @@ int jscan_utf8_valid(const char *s, size_t len)
  * or non-ASCII. String contents are mostly runs of them (bodies above
  * all), so runs are skipped 16 or 8 bytes at a time. */
 #if defined(__SSE2__)
-/* Returns how many of the 16 bytes at s are plain before the first one
- * that is not (16: all). */
-static size_t plain16(const char *s)
+/* The movemask of v's bytes that are not plain. */
+static unsigned not_plain(__m128i v)
 {
-	__m128i v = _mm_loadu_si128((const __m128i *)(const void *)s);
 	/* Signed compare: non-ASCII bytes are negative, so "< 0x20" also
 	 * catches them. */
 	__m128i bad =
 	    _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
 				      _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
 			 _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)));
-	unsigned m = (unsigned)_mm_movemask_epi8(bad);
+
+	return (unsigned)_mm_movemask_epi8(bad);
+}
+
+/* Returns how many of the 16 bytes at s are plain before the first one
+ * that is not (16: all). */
+static size_t plain16(const char *s)
+{
+	unsigned m =
+	    not_plain(_mm_loadu_si128((const __m128i *)(const void *)s));
 
 	return m ? (size_t)__builtin_ctz(m) : 16;
 }
@@ -100,13 +107,10 @@ static size_t plain16(const char *s)
 /* plain16 for the 8 bytes at s. */
 static size_t plain8(const char *s)
 {
-	__m128i v = _mm_loadl_epi64((const __m128i *)(const void *)s);
-	__m128i bad =
-	    _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
-				      _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
-			 _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)));
 	/* The 8 upper bytes are zero, hence "bad": only the low 8 count. */
-	unsigned m = (unsigned)_mm_movemask_epi8(bad) & 0xffu;
+	unsigned m =
+	    not_plain(_mm_loadl_epi64((const __m128i *)(const void *)s)) &
+	    0xffu;
 
 	return m ? (size_t)__builtin_ctz(m) : 8;
 }

@@ -194,15 +194,22 @@ async def no_persistence():
     return i1, i2
 
 
+async def two_with_clients(redis, prefix, tag):
+    """Two instances on redis under prefix, names starting tag-; a
+    forum/# subscriber on each, and a publisher on the first."""
+    a, b = ct.cluster(redis, history=1000, prefix=prefix)
+    for i in (a, b):
+        i.name = tag + "-" + i.name
+    await ct.start_all([a, b])
+    sa = await ct.subscriber(a, "forum/#", name=tag + "-sub-" + a.name)
+    sb = await ct.subscriber(b, "forum/#", name=tag + "-sub-" + b.name)
+    pub = await ct.client(a, "alice", tag + "-pub-" + a.name)
+    return a, b, sa, sb, pub
+
+
 async def with_persistence():
     redis = ct.Redis(persist=True).start()
-    j1, j2 = ct.cluster(redis, history=1000, prefix="p2")
-    for j in (j1, j2):
-        j.name = "p-" + j.name
-    await ct.start_all([j1, j2])
-    sa = await ct.subscriber(j1, "forum/#", name="p-sa-j1")
-    sc = await ct.subscriber(j2, "forum/#", name="p-sc-j2")
-    pub = await ct.client(j1, "alice", "p-pub-j1")
+    j1, j2, sa, sc, pub = await two_with_clients(redis, "p2", "p")
     first = await ct.burst(pub, "forum/keep/a", 20, "k1")
     got_c = await ct.collect(sc, first, timeout=10, quiet=0.2)
     check_eq(mids(got_c), first, "sc on j2 got the first 20")
@@ -278,13 +285,7 @@ def redis_client_ids(redis, pid):
 
 async def link_drop():
     redis = ct.Redis().start()
-    k1, k2 = ct.cluster(redis, history=1000, prefix="p3")
-    for k in (k1, k2):
-        k.name = "d-" + k.name
-    await ct.start_all([k1, k2])
-    sa = await ct.subscriber(k1, "forum/#", name="d-sa-k1")
-    sb = await ct.subscriber(k2, "forum/#", name="d-sb-k2")
-    pub = await ct.client(k1, "alice", "d-pub-k1")
+    k1, k2, sa, sb, pub = await two_with_clients(redis, "p3", "d")
     first = await ct.burst(pub, "forum/drop/a", 20, "d0")
     check_eq(mids(await ct.collect(sb, first, timeout=10, quiet=0.2)), first,
              "sb on k2 got the first 20 live")
