@@ -183,16 +183,7 @@ static void collect_backlog(msg_t *m, void *ud)
 {
 	struct backlog *b = ud;
 
-	if (b->n == b->cap) {
-		size_t ncap = b->cap ? b->cap * 2 : 64;
-		msg_t **nv = realloc(b->v, ncap * sizeof *nv);
-
-		if (!nv)
-			abort();
-		b->v = nv;
-		b->cap = ncap;
-	}
-	b->v[b->n++] = msg_ref(m);
+	b->v = msg_array_push(b->v, &b->n, &b->cap, msg_ref(m));
 	b->bytes += m->frame->len;
 }
 

@@ -1308,18 +1308,8 @@ static void replay_record(const char *topic, uint64_t seq, const char *path,
 		return;
 	m = cluster_record_msg(a->op->c->hub->cfg->node, seq, path, plen, json,
 			       jlen);
-	if (!m)
-		return;
-	if (a->n == a->cap) {
-		size_t ncap = a->cap ? a->cap * 2 : 64;
-		msg_t **nv = realloc(a->v, ncap * sizeof *nv);
-
-		if (!nv)
-			abort();
-		a->v = nv;
-		a->cap = ncap;
-	}
-	a->v[a->n++] = m;
+	if (m)
+		a->v = msg_array_push(a->v, &a->n, &a->cap, m);
 }
 
 static void on_replay(rlink_t *l, redisReply *r, void *ud)

@@ -524,16 +524,7 @@ static void link_hold(fed_link_t *l, msg_t *m)
 {
 	size_t bytes = 0;
 
-	if (l->n_held == l->cap_held) {
-		size_t ncap = l->cap_held ? l->cap_held * 2 : 64;
-		msg_t **n = realloc(l->held, ncap * sizeof *n);
-
-		if (!n)
-			abort();
-		l->held = n;
-		l->cap_held = ncap;
-	}
-	l->held[l->n_held++] = msg_ref(m);
+	l->held = msg_array_push(l->held, &l->n_held, &l->cap_held, msg_ref(m));
 	for (size_t i = 0; i < l->n_held; i++)
 		bytes += l->held[i]->body_len + 256;
 	if (bytes > l->fed->hub->live->fed_max_queue_bytes)

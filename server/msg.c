@@ -147,6 +147,20 @@ msg_t *msg_ref(msg_t *m)
 	return m;
 }
 
+msg_t **msg_array_push(msg_t **v, size_t *n, size_t *cap, msg_t *m)
+{
+	if (*n == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 64;
+
+		v = realloc(v, ncap * sizeof *v);
+		if (!v)
+			abort();
+		*cap = ncap;
+	}
+	v[(*n)++] = m;
+	return v;
+}
+
 void msg_set_path(msg_t *m, const char *const *prev, size_t n, const char *self)
 {
 	/* One allocation: the pointer array, then the names. */

@@ -91,4 +91,9 @@ msg_t *msg_ref(msg_t *m);
  * is a no-op. */
 void msg_unref(msg_t *m);
 
+/* Appends m (the caller's reference passes to the array) to the growable
+ * array v of *n messages and room for *cap, growing it by doubling.
+ * Returns the array, which may have moved. Aborts on out-of-memory. */
+msg_t **msg_array_push(msg_t **v, size_t *n, size_t *cap, msg_t *m);
+
 #endif
