@@ -162,7 +162,7 @@ static int start_lws(hub_t *h)
 	ci.count_threads = 1;
 	/* Reads are min(rx_buffer_size, pt_serv_buf_size): 4 KiB by default
 	 * would split a batch of small frames over many callbacks. */
-	ci.pt_serv_buf_size = 65536;
+	ci.pt_serv_buf_size = HUB_RX_BUF;
 	ci.port = CONTEXT_PORT_NO_LISTEN;
 	h->lws = lws_create_context(&ci);
 	if (!h->lws) {
