@@ -429,8 +429,9 @@ static void msg_measure(struct msg_enc *e, const msg_t *m, const char *cursor)
 	}
 }
 
-/* Writes the payload measured into e at d; returns the end. */
-static char *msg_write(char *d, const struct msg_enc *e, const msg_t *m)
+/* Writes the payload measured into e at d up to the body; returns the
+ * end. */
+static char *msg_write_head(char *d, const struct msg_enc *e, const msg_t *m)
 {
 #define FIELD(i) (d = jw_str_put(d, e->s[i], e->raw[i], e->esc[i]))
 	JW_LIT(d, "{\"op\":\"msg\",\"topic\":");
@@ -447,11 +448,18 @@ static char *msg_write(char *d, const struct msg_enc *e, const msg_t *m)
 	JW_LIT(d, ",\"cursor\":");
 	FIELD(4);
 	JW_LIT(d, ",\"body\":");
+	return d;
+#undef FIELD
+}
+
+/* Writes the whole payload measured into e at d; returns the end. */
+static char *msg_write(char *d, const struct msg_enc *e, const msg_t *m)
+{
+	d = msg_write_head(d, e, m);
 	memcpy(d, m->body, m->body_len);
 	d += m->body_len;
 	*d++ = '}';
 	return d;
-#undef FIELD
 }
 
 frame_t *codec_msg(const msg_t *m, const char *cursor)
@@ -463,6 +471,20 @@ frame_t *codec_msg(const msg_t *m, const char *cursor)
 	msg_measure(&e, m, cursor);
 	f = frame_alloc_text(e.total, 0, &p);
 	if (msg_write(p, &e, m) != p + e.total)
+		abort(); /* msg_measure and msg_write disagree: a bug. */
+	return f;
+}
+
+frame_t *codec_msg_place(msg_t *m, const char *cursor)
+{
+	struct msg_enc e;
+	frame_t *f;
+
+	msg_measure(&e, m, cursor);
+	f = msg_frame_place(m, e.total);
+	if (!f)
+		return codec_msg(m, cursor);
+	if (msg_write_head((char *)frame_payload(f), &e, m) != m->body)
 		abort(); /* msg_measure and msg_write disagree: a bug. */
 	return f;
 }

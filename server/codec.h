@@ -91,6 +91,11 @@ frame_t *codec_presence(const char *topic, const char *const *joined,
 /* The "msg" frame of a stored message. New frame. */
 frame_t *codec_msg(const msg_t *m, const char *cursor);
 
+/* The same frame, written inside m's own allocation around its body
+ * (msg_frame_place) when it fits there, else like codec_msg. New
+ * reference. */
+frame_t *codec_msg_place(msg_t *m, const char *cursor);
+
 /* Appends, like codec_msg_json, the msg frame's payload of m with a
  * cursor that is only cursor_head, and returns the offset in *buf where
  * the cursor's last part goes: what comes before ends with the cursor's

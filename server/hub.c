@@ -179,7 +179,7 @@ int hub_accept(hub_t *h, msg_t *m)
 		return PE_UNAVAILABLE;
 	history_append(h->history, m);
 	history_cursor(h->history, m->seq, cursor);
-	m->frame = codec_msg(m, cursor);
+	m->frame = codec_msg_place(m, cursor);
 	hub_deliver(h, m->topic, m->topic_hash, m->seq, m->frame);
 	/* A peer's message enters the dedup window in fed.c, which
 	 * accepted it; our own mids need no place there. */

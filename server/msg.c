@@ -10,24 +10,14 @@
 /* Worst-case WebSocket header for a server frame: 1 + 1 + 8 bytes. */
 #define WS_HDR_MAX 10
 
-static frame_t *frame_build(size_t len, int masked)
+static size_t ws_hdr_len(size_t len, int masked)
 {
-	/* One allocation: the struct, LWS_PRE headroom, the header and the
-	 * payload, so a frame costs one malloc and is freed in one go. */
-	size_t hdr = (len < 126	      ? 2
-		      : len <= 0xffff ? 4
-				      : 10) +
-		     (masked ? 4 : 0);
-	frame_t *f = malloc(sizeof *f + LWS_PRE + WS_HDR_MAX + 4 + len);
-	unsigned char *p;
+	return (len < 126 ? 2 : len <= 0xffff ? 4 : 10) + (masked ? 4 : 0);
+}
 
-	if (!f)
-		abort();
-	p = (unsigned char *)(f + 1) + LWS_PRE + WS_HDR_MAX + 4 - hdr;
-	f->refs = 1;
-	f->len = (uint32_t)(hdr + len);
-	f->data = p;
-	f->payload_len = len;
+/* Writes the header of a text frame of len payload bytes at p. */
+static void ws_hdr_put(unsigned char *p, size_t hdr, size_t len, int masked)
+{
 	p[0] = 0x81; /* FIN + text opcode. */
 	if (len < 126) {
 		p[1] = (unsigned char)len;
@@ -45,6 +35,25 @@ static frame_t *frame_build(size_t len, int masked)
 		p[1] |= 0x80;
 		memset(p + hdr - 4, 0, 4); /* Zero key: see msg.h. */
 	}
+}
+
+static frame_t *frame_build(size_t len, int masked)
+{
+	/* One allocation: the struct, LWS_PRE headroom, the header and the
+	 * payload, so a frame costs one malloc and is freed in one go. */
+	size_t hdr = ws_hdr_len(len, masked);
+	frame_t *f = malloc(sizeof *f + LWS_PRE + WS_HDR_MAX + 4 + len);
+	unsigned char *p;
+
+	if (!f)
+		abort();
+	p = (unsigned char *)(f + 1) + LWS_PRE + WS_HDR_MAX + 4 - hdr;
+	f->refs = 1;
+	f->len = (uint32_t)(hdr + len);
+	f->data = p;
+	f->payload_len = len;
+	f->block = f;
+	ws_hdr_put(p, hdr, len, masked);
 	return f;
 }
 
@@ -99,7 +108,7 @@ frame_t *frame_ref(frame_t *f)
 void frame_unref(frame_t *f)
 {
 	if (f && --f->refs == 0)
-		free(f);
+		free(f->block);
 }
 
 const char *frame_payload(const frame_t *f)
@@ -110,9 +119,16 @@ const char *frame_payload(const frame_t *f)
 msg_t *msg_new(const char *topic, const char *mid, const char *origin,
 	       const char *from, int64_t ts, const char *body, size_t body_len)
 {
+	/* One allocation: the struct, the strings, then the client frame's
+	 * struct, LWS_PRE headroom, room for its header and JSON head, and
+	 * the body with the payload's closing brace. The body is copied
+	 * once, and the frame costs no allocation of its own. */
 	size_t lt = strlen(topic) + 1, lm = strlen(mid) + 1;
 	size_t lo = strlen(origin) + 1, lf = strlen(from) + 1;
-	msg_t *m = malloc(sizeof *m + lt + lm + lo + lf + body_len + 1);
+	size_t strs = sizeof(msg_t) + lt + lm + lo + lf;
+	size_t at = (strs + _Alignof(frame_t) - 1) & ~(_Alignof(frame_t) - 1);
+	size_t room = MSG_HEAD_ROOM + lt + lm + lo + lf;
+	msg_t *m = malloc(at + sizeof(frame_t) + LWS_PRE + room + body_len + 1);
 	char *p;
 
 	if (!m)
@@ -133,12 +149,35 @@ msg_t *msg_new(const char *topic, const char *mid, const char *origin,
 	m->origin = memcpy(p, origin, lo);
 	p += lo;
 	m->from = memcpy(p, from, lf);
-	p += lf;
+	m->own = (frame_t *)((char *)m + at);
+	m->own->refs = 1;
+	m->own->len = 0;
+	m->own->data = NULL;
+	m->own->payload_len = 0;
+	m->own->block = m;
+	p = (char *)(m->own + 1) + LWS_PRE + room;
 	memcpy(p, body, body_len);
-	p[body_len] = 0;
+	p[body_len] = '}';
 	m->body = p;
 	m->body_len = body_len;
 	return m;
+}
+
+frame_t *msg_frame_place(msg_t *m, size_t len)
+{
+	frame_t *f = m->own;
+	size_t hdr = ws_hdr_len(len, 0);
+	unsigned char *room = (unsigned char *)(f + 1) + LWS_PRE;
+	unsigned char *end = (unsigned char *)m->body + m->body_len + 1;
+
+	if (f->data || len < m->body_len + 1 ||
+	    (size_t)(end - room) < hdr + len)
+		return NULL;
+	f->data = end - len - hdr;
+	f->len = (uint32_t)(hdr + len);
+	f->payload_len = len;
+	ws_hdr_put(f->data, hdr, len, 0);
+	return frame_ref(f);
 }
 
 msg_t *msg_ref(msg_t *m)
@@ -211,6 +250,6 @@ void msg_unref(msg_t *m)
 		frame_unref(m->fed_frame[1]);
 		if (m->path != m->own_path)
 			free(m->path);
-		free(m);
+		frame_unref(m->own); /* Frees m unless a queue holds it. */
 	}
 }

@@ -15,6 +15,9 @@ typedef struct frame {
 	uint32_t len;	     /* Bytes from data: header + payload. */
 	unsigned char *data; /* First byte of the WebSocket header. */
 	size_t payload_len;  /* Bytes of payload at the end of data. */
+	void *block;	     /* What the last frame_unref frees: the frame's
+				own allocation, or the message that holds it
+				(msg_frame_place). */
 } frame_t;
 
 /* Returns a text frame holding a copy of payload (len bytes), refs = 1.
@@ -56,9 +59,16 @@ typedef struct msg {
 	const char *mid;    /* Globally unique message id. */
 	const char *origin; /* Node that accepted it. */
 	const char *from;   /* user@node of the author. */
-	const char *body;   /* Compact JSON text of the body, NUL-terminated. */
-	size_t body_len;    /* strlen(body). */
+	const char *body;   /* Compact JSON text of the body (body_len bytes,
+			       followed by '}', not NUL): it sits where the
+			       client frame's payload ends, so the frame is
+			       written around it (msg_frame_place). */
+	size_t body_len;    /* Bytes of body. */
 	frame_t *frame;	    /* Encoded client "msg" frame, or NULL until set. */
+	frame_t *own;	    /* The frame inside this message's allocation:
+			       its first reference is the message's hold on
+			       that allocation, so queues that still send
+			       it keep the memory after the message goes. */
 	char **path;	    /* Nodes that stored it, origin first and this node
 			       last (owned: one allocation holding
 			       the names too). */
@@ -71,10 +81,24 @@ typedef struct msg {
 				  dialling side). */
 } msg_t;
 
+/* Bytes reserved before the body for the client frame's WebSocket header
+ * and the JSON ahead of the body, beyond the raw lengths of topic, mid,
+ * origin and from: the keys, quotes, ts and cursor (codec.c's layout). */
+#define MSG_HEAD_ROOM 160
+
 /* Returns a new message (refs = 1, seq = 0, no frame) holding copies of the
- * strings. Aborts on out-of-memory. */
+ * strings, with the body placed where its client frame will end.
+ * Aborts on out-of-memory. */
 msg_t *msg_new(const char *topic, const char *mid, const char *origin,
 	       const char *from, int64_t ts, const char *body, size_t body_len);
+
+/* Returns the frame inside m's allocation, with a new reference, set up
+ * for a text payload of len bytes whose last body_len + 1 bytes are the
+ * body and '}' already in place; the caller writes the len - body_len - 1
+ * bytes before them. Returns NULL (the caller then allocates a frame of
+ * its own) when that head does not fit in the room msg_new left, or the
+ * frame was placed before. */
+frame_t *msg_frame_place(msg_t *m, size_t len);
 
 /* Sets the path: a copy of the n nodes of prev (the path it arrived
  * with, or none), then self. Aborts on out-of-memory. */

@@ -9,6 +9,7 @@
 #include "codec.h"
 #include "err.h"
 #include "fedcodec.h"
+#include "history.h"
 #include "jscan.h"
 #include "jwrite.h"
 #include "msg.h"
@@ -335,6 +336,73 @@ static void test_msg_frame(void)
 	}
 }
 
+/* A frame written inside its message's allocation has the bytes
+ * codec_msg writes, outlives the message while a queue holds it, and
+ * falls back to a frame of its own when the head does not fit. */
+static int same_frame(const frame_t *a, const frame_t *b)
+{
+	return a->len == b->len && a->payload_len == b->payload_len &&
+	       !memcmp(a->data, b->data, a->len);
+}
+
+static void test_msg_place(void)
+{
+	char cursor[HISTORY_CURSOR_MAX], esc[64];
+	msg_t *m = sample("forum/zev", "u@a.example", 1700000000000,
+			  "{\"k\":[1,2]}");
+	frame_t *f = codec_msg(m, "1a-2b");
+	frame_t *g = codec_msg_place(m, "1a-2b");
+	frame_t *h = codec_msg_place(m, "1a-2b");
+
+	CHECK(g == m->own && g->block == m);
+	CHECK(same_frame(f, g));
+	/* Placed once: the second gets its own allocation. */
+	CHECK(h != g && h->block == h);
+	CHECK(same_frame(f, h));
+	frame_unref(h);
+	msg_unref(m); /* A queue still holds g: its bytes must stay. */
+	CHECK(same_frame(f, g));
+	frame_unref(g);
+	frame_unref(f);
+
+	/* The longest cursor, the widest ts and a body that needs the
+	 * 10-byte header still fit the room msg_new leaves. */
+	{
+		size_t n = 70000;
+		char *big = malloc(n + 3);
+
+		big[0] = '"';
+		memset(big + 1, 'x', n);
+		big[n + 1] = '"';
+		big[n + 2] = 0;
+		memset(cursor, 'z', sizeof cursor - 1);
+		cursor[sizeof cursor - 1] = 0;
+		m = sample("t", "u@a.example", INT64_MIN, big);
+		f = codec_msg(m, cursor);
+		g = codec_msg_place(m, cursor);
+		CHECK(g == m->own);
+		CHECK_INT(g->data[1], 127);
+		CHECK(same_frame(f, g));
+		frame_unref(f);
+		frame_unref(g);
+		msg_unref(m);
+		free(big);
+	}
+
+	/* A name of control characters grows six-fold as JSON: no room,
+	 * so the frame is allocated apart, with the same bytes. */
+	memset(esc, 1, sizeof esc - 1);
+	esc[sizeof esc - 1] = 0;
+	m = sample("forum/zev", esc, 1, "[]");
+	f = codec_msg(m, "c");
+	g = codec_msg_place(m, "c");
+	CHECK(g != m->own && g->block == g);
+	CHECK(same_frame(f, g));
+	frame_unref(f);
+	frame_unref(g);
+	msg_unref(m);
+}
+
 /* The cluster's split of a msg frame: head + seq digits + tail is the
  * frame codec_msg writes with the whole cursor. */
 static void test_msg_split(void)
@@ -606,6 +674,7 @@ int main(void)
 	test_utf8_valid();
 	test_msg_frame();
 	test_ok_mid();
+	test_msg_place();
 	test_msg_split();
 	test_path();
 	test_fed_roundtrip();
