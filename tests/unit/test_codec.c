@@ -336,20 +336,20 @@ static void test_msg_frame(void)
 	}
 }
 
-/* A frame written inside its message's allocation has the bytes
- * codec_msg writes, outlives the message while a queue holds it, and
- * falls back to a frame of its own when the head does not fit. */
 static int same_frame(const frame_t *a, const frame_t *b)
 {
 	return a->len == b->len && a->payload_len == b->payload_len &&
 	       !memcmp(a->data, b->data, a->len);
 }
 
+/* A frame written inside its message's allocation has the bytes
+ * codec_msg writes, outlives the message while a queue holds it, and
+ * falls back to a frame of its own when the head does not fit. */
 static void test_msg_place(void)
 {
 	char cursor[HISTORY_CURSOR_MAX], esc[64];
-	msg_t *m = sample("forum/zev", "u@a.example", 1700000000000,
-			  "{\"k\":[1,2]}");
+	msg_t *m =
+	    sample("forum/zev", "u@a.example", 1700000000000, "{\"k\":[1,2]}");
 	frame_t *f = codec_msg(m, "1a-2b");
 	frame_t *g = codec_msg_place(m, "1a-2b");
 	frame_t *h = codec_msg_place(m, "1a-2b");
