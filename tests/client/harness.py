@@ -19,6 +19,10 @@ import threading
 import time
 import traceback
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "integration"))
+from freeport import free_port  # noqa: E402,F401 (the tests import it from here)
+
 DRIVER = os.environ.get("PARLEY_DRIVER", "")
 CLI = os.environ.get("PARLEY_CLI", "")
 PARLEYD = os.environ.get("PARLEYD", "")
@@ -36,14 +40,6 @@ def child_env(extra=None):
     if extra:
         env.update(extra)
     return env
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def wait_port(port, timeout=10.0):

@@ -36,6 +36,7 @@ import websockets
 import websockets.exceptions
 
 import wsframe
+from freeport import free_port  # noqa: F401 (tests call pt.free_port)
 
 NODE = "test.example"
 SUBPROTOCOL = "parley.v1"
@@ -94,16 +95,6 @@ def sha256_hex(token):
     if isinstance(token, str):
         token = token.encode()
     return hashlib.sha256(token).hexdigest()
-
-
-def free_port():
-    """Returns a loopback TCP port that was free a moment ago."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
 
 
 def token_of(user):
