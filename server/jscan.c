@@ -49,27 +49,63 @@ static size_t utf8_len(const char *s, size_t len, size_t p)
 	return n;
 }
 
+/* Returns the offset of the first non-ASCII byte at or after i, or len. */
+static size_t ascii_run(const char *s, size_t len, size_t i)
+{
+#if defined(__SSE2__)
+	/* Text is mostly ASCII: 64 bytes a step, found by the OR of four
+	 * vectors; the 16-byte loop then finds where a step stopped. */
+	while (len - i >= 64) {
+		const __m128i *v = (const __m128i *)(const void *)(s + i);
+		__m128i a =
+		    _mm_or_si128(_mm_loadu_si128(v), _mm_loadu_si128(v + 1));
+		__m128i b = _mm_or_si128(_mm_loadu_si128(v + 2),
+					 _mm_loadu_si128(v + 3));
+
+		if (_mm_movemask_epi8(_mm_or_si128(a, b)))
+			break;
+		i += 64;
+	}
+	while (len - i >= 16) {
+		unsigned m = (unsigned)_mm_movemask_epi8(
+		    _mm_loadu_si128((const __m128i *)(const void *)(s + i)));
+
+		if (m)
+			return i + (size_t)__builtin_ctz(m);
+		i += 16;
+	}
+	/* The tail: one vector ending at the end, not a loop over bytes.
+	 * The bytes it shares with what came before i are masked off: they
+	 * may be the multi-byte sequence the caller just stepped over. */
+	if (i < len && len >= 16) {
+		__m128i v = _mm_loadu_si128(
+		    (const __m128i *)(const void *)(s + len - 16));
+		unsigned m = (unsigned)_mm_movemask_epi8(v) &
+			     (0xffffu << (i - (len - 16)));
+
+		return m ? len - 16 + (size_t)__builtin_ctz(m) : len;
+	}
+#endif
+	while (i + 8 <= len) {
+		uint64_t w;
+
+		memcpy(&w, s + i, 8);
+		if (w & 0x8080808080808080ull)
+			break;
+		i += 8;
+	}
+	while (i < len && !((unsigned char)s[i] & 0x80))
+		i++;
+	return i;
+}
+
 int jscan_utf8_valid(const char *s, size_t len)
 {
 	size_t i = 0;
 
-	while (i < len) {
-		uint64_t w;
-		size_t n;
+	while ((i = ascii_run(s, len, i)) < len) {
+		size_t n = utf8_len(s, len, i);
 
-		while (i + 8 <= len) {
-			memcpy(&w, s + i, 8);
-			if (w & 0x8080808080808080ull)
-				break;
-			i += 8;
-		}
-		if (i == len)
-			break;
-		if (!((unsigned char)s[i] & 0x80)) {
-			i++;
-			continue;
-		}
-		n = utf8_len(s, len, i);
 		if (!n)
 			return 0;
 		i += n;

@@ -191,13 +191,17 @@ static int ref_utf8(const unsigned char *s, size_t n)
 /* jscan_utf8_valid (the hub's check of every text message) agrees with
  * the reference on every 1- and 2-byte sequence and on 3-byte ones with
  * telling third bytes, placed at every offset against its 8-byte words,
- * and at the end of the text (truncated sequences). */
+ * around the edges of its 16- and 64-byte steps, and at the end of the
+ * text (truncated sequences). */
 static void test_utf8_valid(void)
 {
 	static const unsigned char third[] = {0x00, 0x41, 0x7f, 0x80, 0x8f,
 					      0x90, 0x9f, 0xa0, 0xbf, 0xc0,
 					      0xe2, 0xff};
-	unsigned char buf[32];
+	static const size_t offsets[] = {0,  1,	 2,  3,	 4,  5,	 6,  7,
+					 8,  13, 14, 15, 16, 17, 30, 31,
+					 47, 48, 62, 63, 64, 65, 79};
+	unsigned char buf[96];
 	const char *cases[] = {"", "plain ascii, longer than one word",
 			       "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x9a\x97",
 			       "\xf4\x8f\xbf\xbf"};
@@ -211,10 +215,11 @@ static void test_utf8_valid(void)
 		CHECK_INT(jscan_utf8_valid(cases[i], strlen(cases[i])), 1);
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
 		CHECK_INT(jscan_utf8_valid(bad[i], strlen(bad[i])), 0);
-	for (size_t at = 0; at < 9; at++)
+	for (size_t o = 0; o < sizeof offsets / sizeof *offsets; o++)
 		for (unsigned a = 0; a < 256; a++)
 			for (unsigned b = 0; b < 256; b++)
 				for (size_t t = 0; t <= sizeof third; t++) {
+					size_t at = offsets[o];
 					size_t n = at + 2 + (t < sizeof third);
 
 					memset(buf, 'x', sizeof buf);
@@ -229,6 +234,10 @@ static void test_utf8_valid(void)
 					mismatches +=
 					    jscan_utf8_valid((char *)buf, n + 9) !=
 					    ref_utf8(buf, n + 9);
+					mismatches +=
+					    jscan_utf8_valid((char *)buf,
+							     sizeof buf) !=
+					    ref_utf8(buf, sizeof buf);
 				}
 	CHECK_INT(mismatches, 0);
 }
