@@ -978,10 +978,11 @@ static void on_msg(fed_link_t *l, const fed_in_t *in)
 		if (!body)
 			abort();
 	}
-	m = msg_new(in->topic, in->mid, in->origin, in->from, in->ts,
-		    body ? body : in->body_text, body ? blen : in->body_len);
+	m = msg_new_path(in->topic, in->mid, in->origin, in->from, in->ts,
+			 body ? body : in->body_text,
+			 body ? blen : in->body_len,
+			 in->path, in->n_path, me(f));
 	free(body);
-	msg_set_path(m, in->path, in->n_path, me(f));
 	if (f->hub->cluster) {
 		struct fed_store *st = malloc(sizeof *st);
 

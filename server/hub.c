@@ -207,9 +207,8 @@ int hub_new_msg(hub_t *h, const char *topic, const char *from, const char *body,
 	    !history_has_topic(h->history, topic))
 		return PE_TOO_MANY;
 	make_mid(h, now, mid);
-	m = msg_new(topic, mid, h->cfg->node, from, now, body,
-		    body_len);
-	msg_set_path(m, NULL, 0, h->cfg->node);
+	m = msg_new_path(topic, mid, h->cfg->node, from, now, body, body_len,
+			 NULL, 0, h->cfg->node);
 	*out = m;
 	return 0;
 }

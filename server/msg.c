@@ -116,30 +116,38 @@ const char *frame_payload(const frame_t *f)
 	return (const char *)f->data + (f->len - f->payload_len);
 }
 
-msg_t *msg_new(const char *topic, const char *mid, const char *origin,
-	       const char *from, int64_t ts, const char *body, size_t body_len)
+msg_t *msg_new_path(const char *topic, const char *mid, const char *origin,
+		    const char *from, int64_t ts, const char *body,
+		    size_t body_len, const char *const *prev, size_t n,
+		    const char *self)
 {
-	/* One allocation: the struct, the strings, then the client frame's
-	 * struct, LWS_PRE headroom, room for its header and JSON head, and
-	 * the body with the payload's closing brace. The body is copied
-	 * once, and the frame costs no allocation of its own. */
+	/* One allocation: the struct, the path's pointers, the strings and
+	 * the path's names, then the client frame's struct, LWS_PRE
+	 * headroom, room for its header and JSON head, and the body with the
+	 * payload's closing brace. The body is copied once, and neither the
+	 * path nor the frame costs an allocation of its own. */
 	size_t lt = strlen(topic) + 1, lm = strlen(mid) + 1;
 	size_t lo = strlen(origin) + 1, lf = strlen(from) + 1;
-	size_t strs = sizeof(msg_t) + lt + lm + lo + lf;
-	size_t at = (strs + _Alignof(frame_t) - 1) & ~(_Alignof(frame_t) - 1);
-	size_t room = MSG_HEAD_ROOM + lt + lm + lo + lf;
-	msg_t *m = malloc(at + sizeof(frame_t) + LWS_PRE + room + body_len + 1);
-	char *p;
+	/* This node's own message has the path [origin]: own_path. */
+	int own = self && !n && !strcmp(self, origin);
+	size_t np = self && !own ? n + 1 : 0, names = 0;
+	size_t strs, at, room = MSG_HEAD_ROOM + lt + lm + lo + lf;
+	char **pv, *p;
+	msg_t *m;
 
+	for (size_t i = 0; i < np; i++)
+		names += strlen(i < n ? prev[i] : self) + 1;
+	strs = sizeof(msg_t) + np * sizeof(char *) + lt + lm + lo + lf + names;
+	at = (strs + _Alignof(frame_t) - 1) & ~(_Alignof(frame_t) - 1);
+	m = malloc(at + sizeof(frame_t) + LWS_PRE + room + body_len + 1);
 	if (!m)
 		abort();
-	p = (char *)(m + 1);
+	pv = (char **)(m + 1);
+	p = (char *)(pv + np);
 	m->refs = 1;
 	m->seq = 0;
 	m->ts = ts;
 	m->frame = NULL;
-	m->path = NULL;
-	m->n_path = 0;
 	m->fed_frame[0] = m->fed_frame[1] = NULL;
 	m->topic = memcpy(p, topic, lt);
 	m->topic_hash = strmap_hash(m->topic);
@@ -149,6 +157,18 @@ msg_t *msg_new(const char *topic, const char *mid, const char *origin,
 	m->origin = memcpy(p, origin, lo);
 	p += lo;
 	m->from = memcpy(p, from, lf);
+	p += lf;
+	for (size_t i = 0; i < np; i++) {
+		const char *s = i < n ? prev[i] : self;
+		size_t l = strlen(s) + 1;
+
+		pv[i] = memcpy(p, s, l);
+		p += l;
+	}
+	m->path_alloc = 0;
+	m->path = own ? m->own_path : np ? pv : NULL;
+	m->n_path = own ? 1 : np;
+	m->own_path[0] = (char *)m->origin;
 	m->own = (frame_t *)((char *)m + at);
 	m->own->refs = 1;
 	m->own->len = 0;
@@ -161,6 +181,13 @@ msg_t *msg_new(const char *topic, const char *mid, const char *origin,
 	m->body = p;
 	m->body_len = body_len;
 	return m;
+}
+
+msg_t *msg_new(const char *topic, const char *mid, const char *origin,
+	       const char *from, int64_t ts, const char *body, size_t body_len)
+{
+	return msg_new_path(topic, mid, origin, from, ts, body, body_len, NULL,
+			    0, NULL);
 }
 
 frame_t *msg_frame_place(msg_t *m, size_t len)
@@ -207,9 +234,9 @@ void msg_set_path(msg_t *m, const char *const *prev, size_t n, const char *self)
 	char **p, *d;
 
 	if (!n && !strcmp(self, m->origin)) {
-		if (m->path != m->own_path)
+		if (m->path_alloc)
 			free(m->path);
-		m->own_path[0] = (char *)m->origin;
+		m->path_alloc = 0;
 		m->path = m->own_path;
 		m->n_path = 1;
 		return;
@@ -228,8 +255,9 @@ void msg_set_path(msg_t *m, const char *const *prev, size_t n, const char *self)
 		p[i] = memcpy(d, s, l);
 		d += l;
 	}
-	if (m->path != m->own_path)
+	if (m->path_alloc)
 		free(m->path);
+	m->path_alloc = 1;
 	m->path = p;
 	m->n_path = n + 1;
 }
@@ -248,7 +276,7 @@ void msg_unref(msg_t *m)
 		frame_unref(m->frame);
 		frame_unref(m->fed_frame[0]);
 		frame_unref(m->fed_frame[1]);
-		if (m->path != m->own_path)
+		if (m->path_alloc)
 			free(m->path);
 		frame_unref(m->own); /* Frees m unless a queue holds it. */
 	}

@@ -70,9 +70,11 @@ typedef struct msg {
 			       that allocation, so queues that still send
 			       it keep the memory after the message goes. */
 	char **path;	    /* Nodes that stored it, origin first and this node
-			       last (owned: one allocation holding
-			       the names too). */
+			       last (pointers, then the names: inside the
+			       message's allocation, own_path, or an
+			       allocation of its own when path_alloc). */
 	size_t n_path;	    /* Entries in path. */
+	int path_alloc;	    /* path is an allocation of its own. */
 	char *own_path[1];  /* The path of a message this node accepted from
 			       a client ([origin]): no allocation. */
 	frame_t *fed_frame[2]; /* parley.fed.v1 "msg" frame, encoded once when
@@ -91,6 +93,13 @@ typedef struct msg {
  * Aborts on out-of-memory. */
 msg_t *msg_new(const char *topic, const char *mid, const char *origin,
 	       const char *from, int64_t ts, const char *body, size_t body_len);
+
+/* msg_new with the path set as msg_set_path(m, prev, n, self) would, in
+ * the same allocation (self NULL: no path). */
+msg_t *msg_new_path(const char *topic, const char *mid, const char *origin,
+		    const char *from, int64_t ts, const char *body,
+		    size_t body_len, const char *const *prev, size_t n,
+		    const char *self);
 
 /* Returns the frame inside m's allocation, with a new reference, set up
  * for a text payload of len bytes whose last body_len + 1 bytes are the

@@ -492,6 +492,30 @@ static void test_path(void)
 	CHECK(msg_on_path(m, "y.example"));
 	CHECK(!msg_on_path(m, "a.example"));
 	msg_unref(m);
+
+	/* Built with the message: the same paths, inside its allocation
+	 * (ASan: msg_set_path and msg_unref must not free it). */
+	m = msg_new_path("t", "m", "a.example", "u@a.example", 1, "1", 1, NULL,
+			 0, "a.example");
+	CHECK(m->path == m->own_path && m->n_path == 1);
+	CHECK_STR(m->path[0], "a.example");
+	msg_unref(m);
+	m = msg_new_path("t", "m", "x.example", "u@x.example", 1, "1", 1, prev,
+			 2, "c.example");
+	CHECK_INT(m->n_path, 3);
+	CHECK_STR(m->path[0], "x.example");
+	CHECK_STR(m->path[1], "y.example");
+	CHECK_STR(m->path[2], "c.example");
+	CHECK(msg_on_path(m, "c.example"));
+	msg_set_path(m, (const char *const *)m->path, m->n_path, "d.example");
+	CHECK_INT(m->n_path, 4);
+	CHECK_STR(m->path[1], "y.example");
+	CHECK_STR(m->path[3], "d.example");
+	msg_unref(m);
+	m = msg_new_path("t", "m", "a.example", "u@a.example", 1, "1", 1, NULL,
+			 0, NULL);
+	CHECK(m->path == NULL && m->n_path == 0);
+	msg_unref(m);
 }
 
 /* A federation msg frame read back by the fast decoder, and frames it
