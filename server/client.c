@@ -580,8 +580,12 @@ static void ws_pub_done(hub_t *h, int rc, const char *mid, const char *reason,
 			send_error(c, id, rc, reason, NULL);
 			json_decref(id);
 		} else {
+			size_t n = codec_ok_mid_len(p->id, p->id_len, mid);
+			char *d = conn_send_text(c, n);
+
 			h->m.messages_in_ws++;
-			send_new(c, codec_ok_mid_raw(p->id, p->id_len, mid));
+			if (d)
+				codec_ok_mid_put(d, p->id, p->id_len, mid);
 		}
 	}
 	if (p->heap) {

@@ -127,7 +127,22 @@ void conn_close(conn_t *c, int code, const char *reason, int drop_queue)
 	lws_cancel_service(lws_get_context(c->wsi));
 }
 
-int conn_send(conn_t *c, frame_t *f)
+/* The queue refused a frame: the session is a slow consumer. */
+static void overflow(conn_t *c)
+{
+	hub_t *h = c->hub;
+
+	h->m.slow_consumers++;
+	h->m.dropped_messages++;
+	log_warn("slow_consumer",
+		 "conn=%llu peer=%s queued_bytes=%zu queued_frames=%u",
+		 (unsigned long long)c->id, c->peer, c->out.bytes, c->out.len);
+	conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "slow consumer", 1);
+}
+
+/* Returns 0 when the session takes frames, after following the live
+ * queue bound; else counts a dropped message. */
+static int can_send(conn_t *c)
 {
 	hub_t *h = c->hub;
 
@@ -137,15 +152,29 @@ int conn_send(conn_t *c, frame_t *f)
 	}
 	/* The bound is reloadable: follow the live configuration. */
 	c->out.max_bytes = h->live->limits.max_queue_bytes;
+	return 0;
+}
+
+int conn_send(conn_t *c, frame_t *f)
+{
+	if (can_send(c))
+		return -1;
 	if (outq_push(&c->out, f) == 0)
 		return 0;
-	h->m.slow_consumers++;
-	h->m.dropped_messages++;
-	log_warn("slow_consumer",
-		 "conn=%llu peer=%s queued_bytes=%zu queued_frames=%u",
-		 (unsigned long long)c->id, c->peer, c->out.bytes, c->out.len);
-	conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "slow consumer", 1);
+	overflow(c);
 	return -1;
+}
+
+char *conn_send_text(conn_t *c, size_t len)
+{
+	char *p;
+
+	if (can_send(c))
+		return NULL;
+	if ((p = outq_push_text(&c->out, len)))
+		return p;
+	overflow(c);
+	return NULL;
 }
 
 int conn_writeable(conn_t *c)

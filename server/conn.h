@@ -101,6 +101,12 @@ void conn_set_state(conn_t *c, enum conn_state s);
  * lws call: the end-of-pass flush writes. */
 int conn_send(conn_t *c, frame_t *f);
 
+/* Queues a text frame of a len-byte payload like conn_send (an
+ * overflowing queue closes the session) and returns where the caller
+ * writes the payload, or NULL when it was not queued. See
+ * outq_push_text. */
+char *conn_send_text(conn_t *c, size_t len);
+
 /* Decides to close the session with a WebSocket close code and reason:
  * stops reading and queueing, drops what is queued when drop_queue is set
  * (a slow consumer's memory is freed at once), else lets it go first, and

@@ -65,6 +65,39 @@ frame_t *frame_alloc_text(size_t len, int masked, char **payload)
 	return f;
 }
 
+size_t frame_text_size(size_t len)
+{
+	return ws_hdr_len(len, 0) + len;
+}
+
+frame_t *frame_alloc_buf(size_t cap)
+{
+	frame_t *f = malloc(sizeof *f + LWS_PRE + cap);
+
+	if (!f)
+		abort();
+	f->refs = 1;
+	f->len = 0;
+	f->data = (unsigned char *)(f + 1) + LWS_PRE;
+	f->payload_len = 0;
+	f->block = f;
+	return f;
+}
+
+char *frame_append_text(frame_t *f, size_t cap, size_t len)
+{
+	size_t hdr = ws_hdr_len(len, 0);
+	unsigned char *p = f->data + f->len;
+
+	if (hdr + len > cap - f->len)
+		return NULL;
+	ws_hdr_put(p, hdr, len, 0);
+	f->len += (uint32_t)(hdr + len);
+	/* Several frames: "payload" is the last one's. */
+	f->payload_len = len;
+	return (char *)p + hdr;
+}
+
 static frame_t *frame_copy(const char *payload, size_t len, int masked)
 {
 	frame_t *f = frame_build(len, masked);

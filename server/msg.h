@@ -36,6 +36,19 @@ frame_t *frame_alloc_text(size_t len, int masked, char **payload);
  * proxies, and peer links are TLS end to end). */
 frame_t *frame_new_text_masked(const char *payload, size_t len);
 
+/* Bytes a text frame of a len-byte payload takes: header + payload. */
+size_t frame_text_size(size_t len);
+
+/* Returns an empty frame (len 0, refs = 1) with room for cap bytes of
+ * frames appended by frame_append_text: one buffer for many small
+ * frames, written in one go. Aborts on out-of-memory. */
+frame_t *frame_alloc_buf(size_t cap);
+
+/* Appends the header of a text frame with a len-byte payload to f (made
+ * by frame_alloc_buf(cap)) and returns where the caller writes the
+ * payload, or NULL when it does not fit in cap. */
+char *frame_append_text(frame_t *f, size_t cap, size_t len);
+
 /* Returns a close frame carrying code and reason (truncated to fit the
  * 125-byte control payload), refs = 1. Aborts on out-of-memory. */
 frame_t *frame_new_close(int code, const char *reason);

@@ -75,6 +75,61 @@ void outq_push_force(outq_t *q, frame_t *f)
 	dirty_add(q);
 }
 
+/* Capacity of the first buffer of small frames, and of any one. */
+#define TEXT_CAP_MIN 1024
+#define TEXT_CAP_MAX HUB_GATHER
+
+/* Returns 0 when need more bytes fit under max_bytes, else -1. Over the
+ * bound, what is queued is first handed to the socket: a burst that one
+ * loop pass brings (a publisher's whole window, a batch from Redis) may
+ * pass the bound before the end-of-pass flush, and a client that reads
+ * is not a slow consumer. Only what the socket cannot take counts. Not
+ * for queues with on_drain: the drain would queue its next batch ahead
+ * of the frame being pushed. */
+static int make_room(outq_t *q, size_t need)
+{
+	if (q->failed)
+		return -1;
+	if (q->bytes - q->exempt_bytes + need <= q->max_bytes)
+		return 0;
+	if (q->on_drain || !q->wsi || outq_flush(q) < 0)
+		return -1;
+	return q->bytes - q->exempt_bytes + need <= q->max_bytes ? 0 : -1;
+}
+
+char *outq_push_text(outq_t *q, size_t len)
+{
+	size_t need = frame_text_size(len);
+	frame_t *f;
+	char *p;
+
+	if (make_room(q, need))
+		return NULL;
+	f = q->open;
+	/* Appending is only safe to a buffer nobody else holds, still last
+	 * in the ring (so nothing queued after it is overtaken). */
+	if (f && q->len &&
+	    q->ring[(q->head + q->len - 1) & (q->cap - 1)] == f &&
+	    f->refs == 1) {
+		if ((p = frame_append_text(f, q->open_cap, len))) {
+			q->bytes += need;
+			dirty_add(q);
+			return p;
+		}
+		if (q->text_cap < TEXT_CAP_MAX)
+			q->text_cap *= 2; /* It filled up within one pass. */
+	}
+	if (q->text_cap < TEXT_CAP_MIN)
+		q->text_cap = TEXT_CAP_MIN;
+	q->open_cap = need > q->text_cap ? need : q->text_cap;
+	f = frame_alloc_buf(q->open_cap);
+	p = frame_append_text(f, q->open_cap, len);
+	outq_push_force(q, f);
+	frame_unref(f); /* The ring's reference remains. */
+	q->open = f;
+	return p;
+}
+
 void outq_push_exempt(outq_t *q, frame_t *f)
 {
 	outq_push_force(q, f);
@@ -84,7 +139,7 @@ void outq_push_exempt(outq_t *q, frame_t *f)
 
 int outq_push(outq_t *q, frame_t *f)
 {
-	if (q->failed || q->bytes - q->exempt_bytes + f->len > q->max_bytes)
+	if (make_room(q, f->len))
 		return -1;
 	outq_push_force(q, f);
 	return 0;
@@ -103,6 +158,8 @@ static void pop(outq_t *q, uint32_t n)
 			q->exempt_bytes -=
 			    q->exempt_bytes < f->len ? q->exempt_bytes : f->len;
 		q->head_abs++;
+		if (f == q->open)
+			q->open = NULL;
 		frame_unref(f);
 		q->head = (q->head + 1) & (q->cap - 1);
 	}

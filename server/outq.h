@@ -38,6 +38,14 @@ struct outq {
 	int failed;		/* A write failed: the connection is dead. */
 	outq_t *dirty_next;	/* Next on the dirty list. */
 	outq_t **dirty_pprev;	/* Link pointing at this one. */
+	frame_t *open;		/* The queue's own buffer of small frames at
+				   the ring's tail, while more fit in it
+				   (outq_push_text); else NULL. */
+	size_t open_cap;	/* Its capacity. */
+	size_t text_cap;	/* Capacity of the next one: doubles each
+				   time one fills up, so a busy publisher's
+				   answers share a few buffers and a quiet
+				   session's take little memory. */
 	outq_drain_fn on_drain; /* Optional, see outq_drain_fn. */
 	uint64_t *bytes_out;	/* Counter to add written bytes to. */
 	uint64_t *writes;	/* Counter to add writes to. */
@@ -47,13 +55,21 @@ struct outq {
 void outq_init(outq_t *q, struct hub *h, struct lws *wsi, size_t max_bytes,
 	       uint64_t *bytes_out, uint64_t *writes);
 
-/* Queues f (takes a reference) unless that would exceed max_bytes.
+/* Queues f (takes a reference) unless that would exceed max_bytes even
+ * after what is queued was handed to the socket (queues without on_drain).
  * Returns 0, or -1 when not queued (the caller decides what an overflow
  * means). */
 int outq_push(outq_t *q, frame_t *f);
 
 /* Queues f whatever the bound (close frames, control answers). */
 void outq_push_force(outq_t *q, frame_t *f);
+
+/* Queues a text frame of a len-byte payload, which the caller writes at
+ * the returned address before queueing anything else, or returns NULL
+ * when that would exceed max_bytes (as outq_push). Small answers (a
+ * publish's "ok") are appended to one buffer the queue owns: no
+ * allocation of their own, and several go out in one copy. */
+char *outq_push_text(outq_t *q, size_t len);
 
 /* Queues a backlog frame (shared with history, so it costs the queue a
  * pointer): counted apart from max_bytes, so a client reading a large

@@ -1,11 +1,15 @@
 #!/usr/bin/python3
 """06_slow_consumer: a subscriber that stops reading is cut off once its
 queue passes max_queue_bytes, counted in /metrics, while a fast subscriber
-on the same topic receives everything."""
+on the same topic receives everything. So is a publisher that never reads
+its answers."""
 import asyncio
+import json
+import re
 import time
 
 import parleytest as pt
+import wsframe
 from parleytest import check, check_eq
 
 QUEUE = 256 * 1024
@@ -105,6 +109,8 @@ async def scenario():
         await cl.close()
     hub.stop()
     await big_backlog()
+    await deaf_publisher()
+    await burst()
 
 
 async def big_backlog():
@@ -134,6 +140,78 @@ async def big_backlog():
     check_eq(n, 0.0, "a client asking for a big backlog is not counted as a slow consumer")
     for cl in (pub, c):
         await cl.close()
+
+
+
+async def deaf_publisher():
+    """A publisher that never reads: its answers (many "ok"s share one
+    buffer in the queue) count against max_queue_bytes like messages do,
+    so it is cut off as a slow consumer, and the hub serves others."""
+    hub = pt.Hub(tokens=[pt.user("alice")],
+                 limits={"max_queue_bytes": 65536, "publish_per_second": 1000000})
+    hub.start()
+    deaf = pt.RawWS(hub.port, rcvbuf=4096, headers={"Authorization": "Bearer " + pt.token_of("alice")})
+    check_eq(deaf.status, 101, "deaf publisher: handshake by hand")
+    pub = json.dumps({"op": "pub", "topic": "deaf/t", "id": "i" * 120, "body": 1})
+    batch = wsframe.encode(1, pub, masked=True) * 100
+    sent, t0 = 0, time.monotonic()
+    try:
+        while sent < 60000 and time.monotonic() - t0 < 30:
+            deaf.sock.sendall(batch)
+            sent += 100
+            if sent % 2000 == 0 and slow_count(hub) > 0:
+                break
+    except OSError:
+        pass  # The hub ended the connection while we were writing.
+    n = slow_count(hub)
+    check(n is not None and n >= 1, "a publisher that never reads its %d answers was cut off as a "
+          "slow consumer (parley_slow_consumer_disconnects_total = %s)" % (sent, n))
+    # It was cut when its answers passed the bound, not later for some
+    # other reason: the log says what was queued then.
+    queued = [int(q) for q in re.findall(r"slow_consumer .*queued_bytes=(\d+)", hub.log_text())]
+    check(len(queued) == 1 and 65536 - 1024 < queued[0] <= 65536,
+          "the cut came when the queued answers reached max_queue_bytes (queued_bytes=%s)" % queued)
+    kind, code, _ = deaf.wait_end(15)
+    check(kind in ("close", "eof", "reset"), "the deaf publisher's connection was ended (%s, code %s)"
+          % (kind, code))
+    deaf.close()
+    c = await pt.connect(hub, pt.token_of("alice"), name="after")
+    await c.sub("deaf/#")
+    await c.pub("deaf/t", "after")
+    (m,) = await c.msgs(1)
+    check_eq(m["body"], "after", "the hub serves a new publisher and subscriber afterwards")
+    st, _, _ = hub.get("/healthz")
+    check_eq(st, 200, "/healthz still 200 after the deaf publisher")
+    await c.close()
+    hub.stop()
+
+
+
+async def burst():
+    """A burst larger than max_queue_bytes that arrives in one read (the
+    hub reads up to 256 KiB per pass) reaches a subscriber that reads: what
+    is queued goes to the socket before the bound is judged."""
+    hub = pt.Hub(tokens=[pt.user("alice")],
+                 limits={"max_queue_bytes": 65536, "publish_per_second": 1000000})
+    hub.start()
+    sub = await pt.connect(hub, pt.token_of("alice"), name="sub")
+    await sub.sub("burst/#")
+    raw = pt.RawWS(hub.port, headers={"Authorization": "Bearer " + pt.token_of("alice")})
+    check_eq(raw.status, 101, "burst publisher: handshake by hand")
+    n, body = 100, "b" * 16000
+    frames = b"".join(wsframe.encode(1, json.dumps({"op": "pub", "topic": "burst/t", "id": i,
+                                                     "body": {"i": i, "p": body}}), masked=True)
+                      for i in range(n))
+    # Written from a thread, so this loop keeps reading for the subscriber.
+    sending = asyncio.get_running_loop().run_in_executor(None, raw.sock.sendall, frames)
+    got = await sub.msgs(n, timeout=20)
+    await sending
+    check_eq([m["body"]["i"] for m in got], list(range(n)),
+             "a reading subscriber got all of a %d-byte burst with max_queue_bytes 65536" % len(frames))
+    check_eq(slow_count(hub), 0.0, "and nobody was cut off as a slow consumer")
+    raw.close()
+    await sub.close()
+    hub.stop()
 
 
 pt.run(scenario)

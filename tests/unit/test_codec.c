@@ -448,10 +448,24 @@ static void test_msg_split(void)
 	CHECK_STR(path, "[]");
 }
 
+/* The ok answer in a buffer of exactly its size, which is then full. */
+static frame_t *ok_frame(const char *id, size_t id_len, const char *mid)
+{
+	size_t n = codec_ok_mid_len(id, id_len, mid);
+	frame_t *f = frame_alloc_buf(frame_text_size(n));
+	char *d = frame_append_text(f, frame_text_size(n), n);
+
+	CHECK(d != NULL);
+	codec_ok_mid_put(d, id, id_len, mid);
+	CHECK(frame_append_text(f, frame_text_size(n), 0) == NULL);
+	return f;
+}
+
 static void test_ok_mid(void)
 {
-	frame_t *f = codec_ok_mid_raw("\"r-1\"", 5, "01abc");
+	frame_t *f = ok_frame("\"r-1\"", 5, "01abc");
 	json_t *j = payload_json(f);
+	size_t at = 0, n = 0;
 
 	CHECK(j != NULL);
 	CHECK_STR(json_string_value(json_object_get(j, "op")), "ok");
@@ -460,16 +474,37 @@ static void test_ok_mid(void)
 	json_decref(j);
 	frame_unref(f);
 
-	f = codec_ok_mid_raw(NULL, 0, "01abc");
+	f = ok_frame(NULL, 0, "01abc");
 	j = payload_json(f);
 	CHECK(j && json_object_size(j) == 2);
 	json_decref(j);
 	frame_unref(f);
 
-	f = codec_ok_mid_raw("-42", 3, "m");
+	f = ok_frame("-42", 3, "m");
 	j = payload_json(f);
 	CHECK(j && json_integer_value(json_object_get(j, "id")) == -42);
 	json_decref(j);
+	frame_unref(f);
+
+	/* Many answers in one buffer: whole frames, back to back, until
+	 * the next does not fit. */
+	f = frame_alloc_buf(300);
+	for (char *d;
+	     (d = frame_append_text(f, 300, codec_ok_mid_len("7", 1, "01abc")));
+	     n++)
+		codec_ok_mid_put(d, "7", 1, "01abc");
+	CHECK_INT(n, 300 / frame_text_size(codec_ok_mid_len("7", 1, "01abc")));
+	for (size_t i = 0; i < n; i++) {
+		size_t pl = f->data[at + 1];
+		json_error_t e;
+
+		CHECK_INT(f->data[at], 0x81);
+		j = json_loadb((const char *)f->data + at + 2, pl, 0, &e);
+		CHECK(j && json_integer_value(json_object_get(j, "id")) == 7);
+		json_decref(j);
+		at += 2 + pl;
+	}
+	CHECK_INT(at, f->len);
 	frame_unref(f);
 }
 
