@@ -584,8 +584,10 @@ static void ws_pub_done(hub_t *h, int rc, const char *mid, const char *reason,
 			char *d = conn_send_text(c, n);
 
 			h->m.messages_in_ws++;
-			if (d)
-				codec_ok_mid_put(d, p->id, p->id_len, mid);
+			/* Measured and written lengths must agree. */
+			if (d &&
+			    codec_ok_mid_put(d, p->id, p->id_len, mid) != d + n)
+				abort();
 		}
 	}
 	if (p->heap) {

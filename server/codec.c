@@ -294,7 +294,7 @@ size_t codec_ok_mid_len(const char *id, size_t id_len, const char *mid)
 	       (id ? sizeof ",\"id\":" - 1 + id_len : 0);
 }
 
-void codec_ok_mid_put(char *d, const char *id, size_t id_len, const char *mid)
+char *codec_ok_mid_put(char *d, const char *id, size_t id_len, const char *mid)
 {
 	size_t raw, ml = jw_str_len(mid, &raw);
 
@@ -307,7 +307,8 @@ void codec_ok_mid_put(char *d, const char *id, size_t id_len, const char *mid)
 	}
 	JW_LIT(d, ",\"mid\":");
 	d = jw_str_put(d, mid, raw, ml);
-	*d = '}';
+	*d++ = '}';
+	return d;
 }
 
 json_t *codec_id_value(const char *id, size_t id_len)

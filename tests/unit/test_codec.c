@@ -456,7 +456,7 @@ static frame_t *ok_frame(const char *id, size_t id_len, const char *mid)
 	char *d = frame_append_text(f, frame_text_size(n), n);
 
 	CHECK(d != NULL);
-	codec_ok_mid_put(d, id, id_len, mid);
+	CHECK(codec_ok_mid_put(d, id, id_len, mid) == d + n);
 	CHECK(frame_append_text(f, frame_text_size(n), 0) == NULL);
 	return f;
 }
