@@ -262,6 +262,20 @@ static json_t *payload_json(const frame_t *f)
 	return j;
 }
 
+/* A JSON string of n 'x's (malloc'd, NUL-terminated). */
+static char *json_x_string(size_t n)
+{
+	char *s = malloc(n + 3);
+
+	if (!s)
+		abort();
+	s[0] = '"';
+	memset(s + 1, 'x', n);
+	s[n + 1] = '"';
+	s[n + 2] = 0;
+	return s;
+}
+
 static void test_msg_frame(void)
 {
 	/* Quotes, backslashes and control characters in identity strings
@@ -325,12 +339,7 @@ static void test_msg_frame(void)
 	/* Extremes of ts and a body long enough for a 64-bit length. */
 	{
 		size_t n = 70000;
-		char *big = malloc(n + 3);
-
-		big[0] = '"';
-		memset(big + 1, 'x', n);
-		big[n + 1] = '"';
-		big[n + 2] = 0;
+		char *big = json_x_string(n);
 		m = sample("t", "u@a.example", INT64_MIN, big);
 		f = codec_msg(m, "0-0");
 		j = payload_json(f);
@@ -378,12 +387,7 @@ static void test_msg_place(void)
 	 * 10-byte header still fit the room msg_new leaves. */
 	{
 		size_t n = 70000;
-		char *big = malloc(n + 3);
-
-		big[0] = '"';
-		memset(big + 1, 'x', n);
-		big[n + 1] = '"';
-		big[n + 2] = 0;
+		char *big = json_x_string(n);
 		memset(cursor, 'z', sizeof cursor - 1);
 		cursor[sizeof cursor - 1] = 0;
 		m = sample("t", "u@a.example", INT64_MIN, big);
