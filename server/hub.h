@@ -102,12 +102,13 @@ typedef struct hub {
  * pt_serv_buf_size. lws reads at most this much per readable event, so it
  * sets how many frames one loop pass takes in, and so how many deliveries
  * one write to a subscriber carries (8 KiB: ~40 publishes a pass; 64 KiB:
- * ~300, 0.6 fewer CPU-s per million at K=1; 256 KiB: a publisher's whole
- * window of 1,000, and 1,000 topics with one subscriber each went from 77k
- * to 102k deliveries/s). lws mallocs it per connection, but touches only
- * what one frame's payload fills (at most max_frame_bytes): RSS per idle
- * connection did not change. */
-#define HUB_RX_BUF (256 * 1024)
+ * ~300; 128 KiB: ~600, and 1,000 topics with one subscriber each went
+ * from ~105k to ~125k deliveries/s). 256 KiB took a whole window of 1,000
+ * publishes in one pass, and such a publisher then waited on the hub
+ * every pass: K=1 fell from ~1.4M to ~1.25M deliveries/s. lws mallocs it
+ * per connection, but touches only what one frame's payload fills (at most
+ * max_frame_bytes): RSS per idle connection did not change. */
+#define HUB_RX_BUF (128 * 1024)
 
 /* Returns a hub for cfg (ownership moves to the hub; config_path is
  * copied) on loop, with its router, history and auth built, but nothing

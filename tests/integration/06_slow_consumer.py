@@ -189,7 +189,7 @@ async def deaf_publisher():
 
 async def burst():
     """A burst larger than max_queue_bytes that arrives in one read (the
-    hub reads up to 256 KiB per pass) reaches a subscriber that reads: what
+    hub reads up to 128 KiB per pass) reaches a subscriber that reads: what
     is queued goes to the socket before the bound is judged."""
     hub = pt.Hub(tokens=[pt.user("alice")],
                  limits={"max_queue_bytes": 65536, "publish_per_second": 1000000})
