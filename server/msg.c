@@ -149,6 +149,31 @@ const char *frame_payload(const frame_t *f)
 	return (const char *)f->data + (f->len - f->payload_len);
 }
 
+/* Bytes the names of the path prev (n nodes) + self take, NULs included. */
+static size_t path_names_len(const char *const *prev, size_t n,
+			     const char *self)
+{
+	size_t bytes = 0;
+
+	for (size_t i = 0; i <= n; i++)
+		bytes += strlen(i < n ? prev[i] : self) + 1;
+	return bytes;
+}
+
+/* Writes the path prev (n nodes) + self: its n + 1 pointers at pv, the
+ * names they point to at d. */
+static void path_put(char **pv, char *d, const char *const *prev, size_t n,
+		     const char *self)
+{
+	for (size_t i = 0; i <= n; i++) {
+		const char *s = i < n ? prev[i] : self;
+		size_t l = strlen(s) + 1;
+
+		pv[i] = memcpy(d, s, l);
+		d += l;
+	}
+}
+
 msg_t *msg_new_path(const char *topic, const char *mid, const char *origin,
 		    const char *from, int64_t ts, const char *body,
 		    size_t body_len, const char *const *prev, size_t n,
@@ -168,8 +193,8 @@ msg_t *msg_new_path(const char *topic, const char *mid, const char *origin,
 	char **pv, *p;
 	msg_t *m;
 
-	for (size_t i = 0; i < np; i++)
-		names += strlen(i < n ? prev[i] : self) + 1;
+	if (np)
+		names = path_names_len(prev, n, self);
 	strs = sizeof(msg_t) + np * sizeof(char *) + lt + lm + lo + lf + names;
 	at = (strs + _Alignof(frame_t) - 1) & ~(_Alignof(frame_t) - 1);
 	m = malloc(at + sizeof(frame_t) + LWS_PRE + room + body_len + 1);
@@ -190,14 +215,8 @@ msg_t *msg_new_path(const char *topic, const char *mid, const char *origin,
 	m->origin = memcpy(p, origin, lo);
 	p += lo;
 	m->from = memcpy(p, from, lf);
-	p += lf;
-	for (size_t i = 0; i < np; i++) {
-		const char *s = i < n ? prev[i] : self;
-		size_t l = strlen(s) + 1;
-
-		pv[i] = memcpy(p, s, l);
-		p += l;
-	}
+	if (np)
+		path_put(pv, p + lf, prev, n, self);
 	m->path_alloc = 0;
 	m->path = own ? m->own_path : np ? pv : NULL;
 	m->n_path = own ? 1 : np;
@@ -263,8 +282,7 @@ msg_t **msg_array_push(msg_t **v, size_t *n, size_t *cap, msg_t *m)
 void msg_set_path(msg_t *m, const char *const *prev, size_t n, const char *self)
 {
 	/* One allocation: the pointer array, then the names. */
-	size_t bytes = (n + 1) * sizeof(char *);
-	char **p, *d;
+	char **p;
 
 	if (!n && !strcmp(self, m->origin)) {
 		if (m->path_alloc)
@@ -275,19 +293,10 @@ void msg_set_path(msg_t *m, const char *const *prev, size_t n, const char *self)
 		return;
 	}
 
-	for (size_t i = 0; i <= n; i++)
-		bytes += strlen(i < n ? prev[i] : self) + 1;
-	p = malloc(bytes);
+	p = malloc((n + 1) * sizeof(char *) + path_names_len(prev, n, self));
 	if (!p)
 		abort();
-	d = (char *)(p + n + 1);
-	for (size_t i = 0; i <= n; i++) {
-		const char *s = i < n ? prev[i] : self;
-		size_t l = strlen(s) + 1;
-
-		p[i] = memcpy(d, s, l);
-		d += l;
-	}
+	path_put(p, (char *)(p + n + 1), prev, n, self);
 	if (m->path_alloc)
 		free(m->path);
 	m->path_alloc = 1;
