@@ -734,14 +734,17 @@ static void dial(fed_peer_t *p)
 	/* No pwsi: lws would write through it after the peer may be gone;
 	 * callbacks find the peer through the opaque user data instead. */
 	i.opaque_user_data = p;
-	peer_set_state(p, PEER_CONNECTING, NULL);
+	/* With the peer's own link up, this dial only tries to replace it
+	 * (the duplicate rule): the peer stays up, whatever the dial does. */
+	if (!p->link)
+		peer_set_state(p, PEER_CONNECTING, NULL);
 	log_info("fed_dial", "peer=%s url=%s attempt=%u", log_str(p->name),
 		 log_str(p->cfg->url), p->attempt);
 	wsi = lws_client_connect_via_info(&i);
 	if (wsi) {
 		p->dial_wsi = wsi;
 		p->dial_started = now(f);
-	} else if (!uv_is_active((uv_handle_t *)&p->timer)) {
+	} else if (!p->link && !uv_is_active((uv_handle_t *)&p->timer)) {
 		peer_set_state(p, PEER_BACKOFF, "connect failed at once");
 		schedule_dial(p);
 	}
@@ -830,7 +833,7 @@ static void on_hello(fed_link_t *l, const fed_in_t *in)
 			 log_str("hello names another node than the "
 				 "certificate"),
 			 log_str(in->node));
-		if (p)
+		if (p && !p->link)
 			peer_set_state(p, PEER_REFUSED,
 				       "hello names another node");
 		link_kill(l, "identity mismatch");
@@ -1206,7 +1209,8 @@ static void on_client_established(fed_t *f, struct lws *wsi, fed_link_t *l)
 		log_warn("fed_refused", "direction=out peer=%s reason=%s",
 			 log_str(p->name), log_str(why));
 		snprintf(l->who, sizeof l->who, "%s", p->name);
-		peer_set_state(p, PEER_REFUSED, why);
+		if (!p->link)
+			peer_set_state(p, PEER_REFUSED, why);
 		link_attach(l, p); /* So its close schedules the redial. */
 		link_kill(l, "identity mismatch");
 		return;
@@ -1450,7 +1454,7 @@ static void on_tick(uv_timer_t *t)
 			log_warn("fed_link_dead", "peer=%s silent_ms=%llu",
 				 log_str(l->who),
 				 (unsigned long long)(n - l->last_rx));
-			if (l->peer && l->peer->link != l)
+			if (l->peer && !l->peer->link)
 				peer_set_state(l->peer, PEER_BACKOFF,
 					       "no hello in time");
 			link_kill(l, "peer silent");
