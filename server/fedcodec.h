@@ -10,6 +10,9 @@
 
 #include "msg.h"
 
+/* Longest path accepted: a federation is a few dozen nodes. */
+#define FED_PATH_MAX_NODES 64
+
 enum fed_op {
 	FED_HELLO,
 	FED_MSG,
@@ -38,12 +41,16 @@ typedef struct fed_in {
 				  into the frame), or NULL. */
 	size_t body_len;       /* msg: bytes of body_text. */
 	char *strings;	       /* msg, fast path: the decoded strings (owned). */
-	const char **path;  /* msg: node names (array owned, strings not). */
+	const char **path;  /* msg: node names (array owned unless it is
+			       path_buf; strings not). */
 	size_t n_path;	    /* msg: entries of path. */
 	const char *after;  /* gap: the cursor that was asked for. */
 	json_t *joined;	    /* presence: array of identity strings. */
 	json_t *left;	    /* presence: array of identity strings. */
 	json_int_t t;	    /* ping/pong: the sender's clock. */
+	/* Last, and not cleared by the decoders: path's storage when the
+	 * layout decoder fills it, so that a msg costs no allocation. */
+	const char *path_buf[FED_PATH_MAX_NODES];
 } fed_in_t;
 
 /* Decodes one peer frame. Returns 0, or PE_BAD_JSON / PE_BAD_REQUEST /

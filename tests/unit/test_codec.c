@@ -655,6 +655,116 @@ static void test_fed_roundtrip(void)
 	}
 }
 
+/* Decodes buf both ways: the decoders must agree on the answer and on
+ * every field. Returns which path took a msg: 2 the layout decoder
+ * (its path storage is inline), 1 the member walk, 0 the full decoder
+ * or an error; -1 when they disagree. */
+static int fed_both(const char *buf)
+{
+	const char *reason = NULL;
+	fed_in_t in, full;
+	size_t len = strlen(buf);
+	int rc = fedcodec_decode(buf, len, &in, &reason), how = 0;
+	int rj = fedcodec_decode_json(buf, len, &full, &reason);
+
+	if (rc != rj)
+		how = -1;
+	else if (!rc && in.op == FED_MSG) {
+		json_error_t jerr;
+		json_t *body = in.body_text ? json_loadb(in.body_text,
+							 in.body_len,
+							 JSON_DECODE_ANY, &jerr)
+					    : json_incref(in.body);
+
+		how = in.path == in.path_buf ? 2 : in.body_text ? 1 : 0;
+		if (strcmp(in.topic, full.topic) || strcmp(in.mid, full.mid) ||
+		    strcmp(in.origin, full.origin) ||
+		    strcmp(in.from, full.from) ||
+		    strcmp(in.cursor, full.cursor) || in.ts != full.ts ||
+		    in.n_path != full.n_path || !json_equal(body, full.body))
+			how = -1;
+		for (size_t i = 0; how >= 0 && i < in.n_path; i++)
+			if (strcmp(in.path[i], full.path[i]))
+				how = -1;
+		json_decref(body);
+	}
+	fedcodec_free(&in);
+	fedcodec_free(&full);
+	return how;
+}
+
+/* The layout decoder (frames exactly as fedcodec_msg writes them) against
+ * the full decoder: what it takes, what it leaves to the others, and
+ * what nobody may take. */
+static void test_fed_layout(void)
+{
+	static const struct {
+		const char *ts, *body, *path, *tail;
+		int how; /* fed_both's answer. */
+	} v[] = {
+	    {"1764390000000", "{\"a\":[1,2]}", "[\"a.example\"]", "}", 2},
+	    {"0", "\"x\"", "[\"a.example\",\"b.example\"]", "}", 2},
+	    {"-5", "null", "[\"a.example\"]", "}", 2},
+	    {"-0", "true", "[\"a.example\"]", "}", 2},
+	    {"123456789012345", "1", "[\"a.example\"]", "}", 2},
+	    /* What the layout leaves to the member walk or to Jansson. */
+	    {"1234567890123456", "1", "[\"a.example\"]", "}", 0},
+	    {"1", " 1", "[\"a.example\"]", "}", 1},
+	    {"1", "1", "[ \"a.example\"]", "}", 1},
+	    {"1", "1", "[\"a.example\"]", "} ", 1},
+	    {"1", "1", "[\"a\\u002eexample\"]", "}", 0},
+	    /* Refused by every decoder. */
+	    {"01", "1", "[\"a.example\"]", "}", 0},
+	    {"-", "1", "[\"a.example\"]", "}", 0},
+	    {"1", "[1,,2]", "[\"a.example\"]", "}", 0},
+	    {"1", "1", "[]", "}", 0},
+	    {"1", "1", "[\"a.example\",]", "}", 0},
+	    {"1", "1", "[\"a.example\"", "}", 0},
+	    {"1", "1", "[\"a.example\"]", "}x", 0},
+	    {"1", "1", "[\"a.example\"]", "", 0},
+	    {"1", "1", "[\"A B\"]", "}", 0},
+	};
+	char buf[1024];
+
+	for (size_t i = 0; i < sizeof v / sizeof *v; i++) {
+		snprintf(buf, sizeof buf,
+			 "{\"op\":\"msg\",\"topic\":\"forum/zev\",\"mid\":\"m1\","
+			 "\"origin\":\"a.example\",\"from\":\"u@a.example\","
+			 "\"ts\":%s,\"cursor\":\"c\",\"body\":%s,\"path\":%s%s",
+			 v[i].ts, v[i].body, v[i].path, v[i].tail);
+		CHECK_INT(fed_both(buf), v[i].how);
+	}
+	/* Non-ASCII, escaped and control bytes in the strings; a path of
+	 * 64 nodes and one of 65. */
+	{
+		static const char *const from[] = {
+		    "jos\xc3\xa9@a.example", "o\\\"dd@a.example",
+		    "u\\u00e9@a.example", "u\x01@a.example", "u\xff@a.example"};
+		static const int want[] = {1, 0, 0, 0, 0};
+
+		for (size_t i = 0; i < sizeof from / sizeof *from; i++) {
+			snprintf(buf, sizeof buf,
+				 "{\"op\":\"msg\",\"topic\":\"t\",\"mid\":\"m\","
+				 "\"origin\":\"a.example\",\"from\":\"%s\","
+				 "\"ts\":1,\"cursor\":\"c\",\"body\":1,"
+				 "\"path\":[\"a.example\"]}",
+				 from[i]);
+			CHECK_INT(fed_both(buf), want[i]);
+		}
+	}
+	for (int n = 64; n <= 65; n++) {
+		char *d = buf;
+
+		d += sprintf(d, "{\"op\":\"msg\",\"topic\":\"t\",\"mid\":\"m\","
+				"\"origin\":\"n\",\"from\":\"u@n\",\"ts\":1,"
+				"\"cursor\":\"c\",\"body\":1,\"path\":[");
+		for (int k = 0; k < n; k++)
+			d += sprintf(d, "%s\"%s\"", k ? "," : "", "n");
+		strcpy(d, "]}");
+		CHECK_INT(fed_both(buf), n == 64 ? 2 : 0);
+	}
+}
+
 /* jw_i64 against printf, around every digit-count boundary, at both ends
  * of int64_t, and over a spread of values. */
 static void test_i64(void)
@@ -750,5 +860,6 @@ int main(void)
 	test_msg_split();
 	test_path();
 	test_fed_roundtrip();
+	test_fed_layout();
 	return tap_done();
 }
