@@ -3,14 +3,15 @@
 # the K=1 fan-out (WORKLOAD=fanout, the default: one hub) or of the
 # receiving node of a federated K=1 link (WORKLOAD=fed: node A runs
 # normally, node B under callgrind, linked over mutual TLS with
-# certificates from deploy/gen-certs.sh). Wall-clock figures on the development VM drift by up to 2x
-# within minutes; a count of instructions repeats exactly from run to run,
+# certificates from deploy/gen-certs.sh) or of its sending node
+# (WORKLOAD=fedsend: A counted, B normal). Wall-clock figures on the
+# development VM drift by up to 2x within minutes; a count of instructions repeats exactly from run to run,
 # so a small change to the delivery path can be judged by one run before
 # and one after (confirm with interleaved wall-clock pairs: instructions
 # are not time). Prints the count per message and the functions that
 # execute the most instructions themselves.
 #
-# usage: [WORKLOAD=fed] tests/bench/instructions.sh [PARLEYD] [COUNT]
+# usage: [WORKLOAD=fed|fedsend] tests/bench/instructions.sh [PARLEYD] [COUNT]
 #   PARLEYD  default build/server/parleyd (a RelWithDebInfo build)
 #   COUNT    publishes counted (default 40000), after 2000 to warm up
 # Needs valgrind (apt-get install -y valgrind). Loopback only, bounded:
@@ -23,8 +24,8 @@ COUNT=${2:-40000}
 LOADGEN=${LOADGEN:-$root/build/tests/bench/parley-loadgen}
 WORKLOAD=${WORKLOAD:-fanout}
 TOKEN=bench-token
-[[ $WORKLOAD == fanout || $WORKLOAD == fed ]] ||
-	{ echo "WORKLOAD must be fanout or fed" >&2; exit 1; }
+[[ $WORKLOAD == fanout || $WORKLOAD == fed || $WORKLOAD == fedsend ]] ||
+	{ echo "WORKLOAD must be fanout, fed or fedsend" >&2; exit 1; }
 
 for tool in valgrind callgrind_control callgrind_annotate; do
 	command -v "$tool" >/dev/null ||
@@ -82,7 +83,9 @@ wait_up() {
 
 port=$(free_port)
 pub_port=$port
-if [[ $WORKLOAD == fed ]]; then
+counted=hub
+counted_port=$port
+if [[ $WORKLOAD == fed* ]]; then
 	pub_port=$(free_port)
 	fa=$(free_port)
 	fb=$(free_port)
@@ -90,19 +93,28 @@ if [[ $WORKLOAD == fed ]]; then
 		>"$work/gen-certs.log" 2>&1 ||
 		{ cat "$work/gen-certs.log" >&2; exit 1; }
 	config "$work/a.json" a.bench "$pub_port" "$(fed_member a "$fa" b "$fb")"
-	config "$work/hub.json" b.bench "$port" "$(fed_member b "$fb" a "$fa")"
-	"$PARLEYD" -c "$work/a.json" >"$work/a.log" 2>&1 &
+	config "$work/b.json" b.bench "$port" "$(fed_member b "$fb" a "$fa")"
+	other=a
+	other_port=$pub_port
+	counted=b
+	if [[ $WORKLOAD == fedsend ]]; then
+		other=b
+		other_port=$port
+		counted=a
+		counted_port=$pub_port
+	fi
+	"$PARLEYD" -c "$work/$other.json" >"$work/$other.log" 2>&1 &
 	pa=$!
-	wait_up "$pub_port"
+	wait_up "$other_port"
 else
 	config "$work/hub.json" bench.local "$port"
 fi
 
 valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
-	"$PARLEYD" -c "$work/hub.json" >"$work/hub.log" 2>&1 &
+	"$PARLEYD" -c "$work/$counted.json" >"$work/$counted.log" 2>&1 &
 vg=$!
-wait_up "$port"
-if [[ $WORKLOAD == fed ]]; then
+wait_up "$counted_port"
+if [[ $WORKLOAD == fed* ]]; then
 	# Counting starts once B's link to A is up.
 	for _ in $(seq 150); do
 		curl -s "http://127.0.0.1:$port/healthz" | grep -q '"up"' && break
@@ -122,8 +134,8 @@ callgrind_control -d "$vg" >/dev/null 2>&1
 out=$(ls "$work"/cg.out.* | head -1)
 total=$(callgrind_annotate "$out" | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }')
 echo "parleyd $PARLEYD"
-if [[ $WORKLOAD == fed ]]; then
-	echo "messages $delivered (publisher on node A -> mTLS link -> 1 subscriber on node B, pipelined; B counted)"
+if [[ $WORKLOAD == fed* ]]; then
+	echo "messages $delivered (publisher on node A -> mTLS link -> 1 subscriber on node B, pipelined; ${counted^^} counted)"
 else
 	echo "messages $delivered (1 publisher -> 1 subscriber, pipelined)"
 fi
