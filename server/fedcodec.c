@@ -335,43 +335,19 @@ static void in_reset(fed_in_t *in)
 	memset(in, 0, offsetof(fed_in_t, path_buf));
 }
 
-/* The literal lit (a string constant) at s[*p]: steps over it. */
-#define LAY_LIT(s, len, p, lit)                                              \
-	((len) - *(p) >= sizeof lit - 1 &&                                   \
-	 !memcmp((s) + *(p), lit, sizeof lit - 1) &&                         \
-	 (*(p) += sizeof lit - 1, 1))
-
-/* The plain string (no escape, control or non-ASCII byte) whose contents
- * start at s[*p]: copied NUL-terminated to *dst as *out; *p steps past
- * its closing quote. */
+/* The plain string whose contents start at s[*p] (see
+ * jscan_plain_string): copied NUL-terminated to *dst as *out. */
 static int lay_str(const char *s, size_t len, size_t *p, char **dst,
 		   const char **out)
 {
-	size_t n = jscan_plain_run(s + *p, len - *p);
+	size_t start = *p, n = jscan_plain_string(s, len, p);
 
-	if (*p + n >= len || s[*p + n] != '"')
+	if (n == (size_t)-1)
 		return 0;
-	memcpy(*dst, s + *p, n);
+	memcpy(*dst, s + start, n);
 	(*dst)[n] = 0;
 	*out = *dst;
 	*dst += n + 1;
-	*p += n + 1;
-	return 1;
-}
-
-/* A JSON integer of 1 to 15 digits (what jscan takes as sure) at s[*p]. */
-static int lay_int(const char *s, size_t len, size_t *p, int64_t *out)
-{
-	size_t q = *p + (*p < len && s[*p] == '-'), d = q;
-	int64_t v = 0;
-
-	while (d < len && d - q < 16 && s[d] >= '0' && s[d] <= '9')
-		v = v * 10 + (s[d++] - '0');
-	/* No digit, more than 15, or a leading zero: not for this path. */
-	if (d == q || d - q > 15 || (s[q] == '0' && d - q > 1))
-		return 0;
-	*out = q > *p ? -v : v;
-	*p = d;
 	return 1;
 }
 
@@ -387,38 +363,40 @@ static int layout_msg(const char *buf, size_t len, fed_in_t *in)
 	const char *why;
 	char *dst;
 
-	if (!LAY_LIT(buf, len, &p, "{\"op\":\"msg\",\"topic\":\""))
+	if (!JSCAN_LIT(buf, len, &p, "{\"op\":\"msg\",\"topic\":\""))
 		return 0;
 	/* Unescaped strings shrink when copied (quotes become one NUL). */
 	in->strings = dst = malloc(len + 1);
 	if (!dst)
 		abort();
 	if (!lay_str(buf, len, &p, &dst, &in->topic) ||
-	    !LAY_LIT(buf, len, &p, ",\"mid\":\"") ||
+	    !JSCAN_LIT(buf, len, &p, ",\"mid\":\"") ||
 	    !lay_str(buf, len, &p, &dst, &in->mid) ||
-	    !LAY_LIT(buf, len, &p, ",\"origin\":\"") ||
+	    !JSCAN_LIT(buf, len, &p, ",\"origin\":\"") ||
 	    !lay_str(buf, len, &p, &dst, &in->origin) ||
-	    !LAY_LIT(buf, len, &p, ",\"from\":\"") ||
+	    !JSCAN_LIT(buf, len, &p, ",\"from\":\"") ||
 	    !lay_str(buf, len, &p, &dst, &in->from) ||
-	    !LAY_LIT(buf, len, &p, ",\"ts\":") ||
-	    !lay_int(buf, len, &p, &in->ts) ||
-	    !LAY_LIT(buf, len, &p, ",\"cursor\":\"") ||
+	    !JSCAN_LIT(buf, len, &p, ",\"ts\":") ||
+	    !jscan_small_int(buf, len, &p, &in->ts) ||
+	    !JSCAN_LIT(buf, len, &p, ",\"cursor\":\"") ||
 	    !lay_str(buf, len, &p, &dst, &in->cursor) ||
-	    !LAY_LIT(buf, len, &p, ",\"body\":"))
+	    !JSCAN_LIT(buf, len, &p, ",\"body\":"))
 		return 0;
 	in->body_text = buf + p;
-	if (p >= len || buf[p] == ' ' || jscan_value(buf, len, &p))
+	/* Leading whitespace would be kept with the body: not this path. */
+	if (p >= len || (unsigned char)buf[p] <= ' ' ||
+	    jscan_value(buf, len, &p))
 		return 0;
 	in->body_len = (size_t)(buf + p - in->body_text);
-	if (!LAY_LIT(buf, len, &p, ",\"path\":[\""))
+	if (!JSCAN_LIT(buf, len, &p, ",\"path\":[\""))
 		return 0;
 	in->path = in->path_buf;
 	do {
 		if (in->n_path == PATH_MAX_NODES ||
 		    !lay_str(buf, len, &p, &dst, &in->path[in->n_path++]))
 			return 0;
-	} while (LAY_LIT(buf, len, &p, ",\""));
-	if (!LAY_LIT(buf, len, &p, "]}") || p != len)
+	} while (JSCAN_LIT(buf, len, &p, ",\""));
+	if (!JSCAN_LIT(buf, len, &p, "]}") || p != len)
 		return 0;
 	in->op = FED_MSG;
 	return check_msg(in, &why) == 0;

@@ -217,6 +217,30 @@ size_t jscan_plain_run(const char *s, size_t len)
 	return p;
 }
 
+size_t jscan_plain_string(const char *s, size_t len, size_t *pos)
+{
+	size_t n = jscan_plain_run(s + *pos, len - *pos);
+
+	if (*pos + n >= len || s[*pos + n] != '"')
+		return (size_t)-1;
+	*pos += n + 1;
+	return n;
+}
+
+int jscan_small_int(const char *s, size_t len, size_t *pos, int64_t *out)
+{
+	size_t q = *pos + (*pos < len && s[*pos] == '-'), d = q;
+	int64_t v = 0;
+
+	while (d < len && d - q <= MAX_DIGITS && s[d] >= '0' && s[d] <= '9')
+		v = v * 10 + (s[d++] - '0');
+	if (d == q || d - q > MAX_DIGITS || (s[q] == '0' && d - q > 1))
+		return 0;
+	*out = q > *pos ? -v : v;
+	*pos = d;
+	return 1;
+}
+
 int jscan_string(const char *s, size_t len, size_t *pos, int *escaped)
 {
 	size_t p = *pos + 1;

@@ -11,6 +11,8 @@
 #define PARLEY_JSCAN_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
 #define JSCAN_OK     0
 #define JSCAN_BAD    -1 /* Not JSON. */
@@ -55,6 +57,27 @@ int jscan_utf8_valid(const char *s, size_t len);
  * quote, a backslash, a control character or non-ASCII. Word at a time
  * (SSE2 where the compiler targets it). */
 size_t jscan_plain_run(const char *s, size_t len);
+
+/* For decoders of one known layout (what parley's own encoders write),
+ * which compare the literals between values instead of walking members:
+ * JSCAN_LIT steps *pos over the literal lit (a string constant) when s
+ * holds it at *pos, and is 0 otherwise. */
+#define JSCAN_LIT(s, len, pos, lit)                                          \
+	((len) - *(pos) >= sizeof lit - 1 &&                                 \
+	 !memcmp((s) + *(pos), lit, sizeof lit - 1) &&                       \
+	 (*(pos) += sizeof lit - 1, 1))
+
+/* A string of plain bytes (see jscan_plain_run) whose contents start at
+ * s[*pos], just after its opening quote: returns their length with *pos
+ * past the closing quote, or (size_t)-1 when a byte that is not plain, or
+ * the end, comes first (an escape, a control byte, non-ASCII: left to
+ * a full scan). */
+size_t jscan_plain_string(const char *s, size_t len, size_t *pos);
+
+/* An integer at s[*pos] that jscan_value takes as sure: an optional minus,
+ * then 1 to 15 digits without a leading zero. Returns 1 with *out and *pos
+ * past it, or 0 (anything else, left to a full scan). */
+int jscan_small_int(const char *s, size_t len, size_t *pos, int64_t *out);
 
 /* Advances *pos past JSON whitespace. Inline: called around every key
  * and value, and there is usually none. */

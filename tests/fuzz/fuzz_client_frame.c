@@ -20,6 +20,10 @@ static void check_fast(const uint8_t *data, size_t size)
 	if (codec_decode((const char *)data, size, &r, &reason) ||
 	    r.op != REQ_PUB || strcmp(r.topic, fp.topic))
 		abort();
+	/* The body is the value's own bytes, without whitespace around. */
+	if (!fp.body_len || (unsigned char)fp.body[0] <= ' ' ||
+	    (unsigned char)fp.body[fp.body_len - 1] <= ' ')
+		abort();
 	body = json_loadb(fp.body, fp.body_len, JSON_DECODE_ANY, &jerr);
 	if (!body || !json_equal(body, r.body))
 		abort();

@@ -24,6 +24,9 @@ static void check_fast(const char *data, size_t size, const fed_in_t *in)
 	for (size_t i = 0; i < in->n_path; i++)
 		if (strcmp(full.path[i], in->path[i]))
 			abort();
+	if (!in->body_len || (unsigned char)in->body_text[0] <= ' ' ||
+	    (unsigned char)in->body_text[in->body_len - 1] <= ' ')
+		abort(); /* The value's own bytes, nothing around them. */
 	body = json_loadb(in->body_text, in->body_len, JSON_DECODE_ANY, &jerr);
 	if (!body || !json_equal(body, full.body))
 		abort();

@@ -765,6 +765,112 @@ static void test_fed_layout(void)
 	}
 }
 
+/* A publish read by the fast decoder must be what codec_decode reads:
+ * same topic, body and id; and what it declines, codec_decode words.
+ * Returns 1 when the fast decoder took buf, 0 when it left it to
+ * codec_decode, 2 when neither takes it as a publish, -1 when the two
+ * disagree. */
+static int pub_both(const char *buf)
+{
+	const char *reason = NULL;
+	size_t len = strlen(buf);
+	fast_pub_t fp;
+	req_t r;
+	int fast = codec_fast_pub(buf, len, &fp), rc, how;
+
+	rc = codec_decode(buf, len, &r, &reason);
+	how = fast ? 1 : rc || r.op != REQ_PUB ? 2 : 0;
+	if (fast) {
+		json_error_t jerr;
+		json_t *body = json_loadb(fp.body, fp.body_len,
+					  JSON_DECODE_ANY, &jerr);
+		json_t *id = codec_id_value(fp.id, fp.id_len);
+
+		if (rc || r.op != REQ_PUB || strcmp(r.topic, fp.topic) ||
+		    !body || !json_equal(body, r.body) ||
+		    (id == NULL) != (r.id == NULL) ||
+		    (id && !json_equal(id, r.id)) ||
+		    (unsigned char)fp.body[0] <= ' ')
+			how = -1;
+		json_decref(body);
+		json_decref(id);
+	}
+	req_free(&r);
+	return how;
+}
+
+/* The client layouts the fast decoder reads by literals (libparley's
+ * member order, the chat page's, parley-loadgen's) and its edges. */
+static void test_pub_fast(void)
+{
+	static const struct {
+		const char *frame;
+		int how;
+	} v[] = {
+	    {"{\"op\":\"pub\",\"id\":7,\"topic\":\"a/b\",\"body\":{\"k\":[1]}}",
+	     1},
+	    {"{\"op\":\"pub\",\"topic\":\"a/b\",\"body\":\"x\",\"id\":12}", 1},
+	    {"{\"op\":\"pub\",\"topic\":\"a/b\",\"id\":\"r-1\",\"body\":null}",
+	     1},
+	    {"{\"op\":\"pub\",\"topic\":\"a/b\",\"body\":1}", 1},
+	    {"{\"op\":\"pub\",\"topic\":\"a/b\",\"body\":1,\"id\":-0}", 1},
+	    {"{\"op\":\"pub\",\"topic\":\"a/b\",\"body\":1,\"id\":"
+	     "123456789012345}",
+	     1},
+	    /* Left to the member walk, which takes them. */
+	    {"{\"op\":\"pub\",\"topic\":\"caf\xc3\xa9\",\"body\":1}", 1},
+	    {"{\"op\":\"pub\",\"topic\":\"a/b\",\"body\": 1}", 1},
+	    {"{\"op\":\"pub\",\"topic\":\"a/b\",\"body\":\t1}", 1},
+	    {"{\"body\":1,\"op\":\"pub\",\"topic\":\"a/b\"}", 1},
+	    {"{\"op\":\"pub\",\"topic\":\"a/b\",\"body\":1,\"x\":2}", 1},
+	    {"{\"op\":\"pub\",\"topic\":\"a/b\",\"body\":1} ", 1},
+	    /* Left to codec_decode. */
+	    {"{\"op\":\"pub\",\"topic\":\"a/b\",\"body\":1,\"id\":"
+	     "1234567890123456}",
+	     0},
+	    {"{\"op\":\"pub\",\"topic\":\"a\\/b\",\"body\":1}", 0},
+	    /* Duplicate keys: Jansson keeps the last. */
+	    {"{\"op\":\"pub\",\"topic\":\"a/b\",\"body\":1,\"body\":2}", 0},
+	    {"{\"op\":\"pub\",\"topic\":\"a/b\",\"topic\":\"c\",\"body\":1}",
+	     0},
+	    {"{\"op\":\"pub\",\"topic\":\"a/b\",\"id\":1,\"id\":2,\"body\":1}",
+	     0},
+	    /* Refused by both: a fractional id, bad JSON, a missing member,
+	     * a control byte, bad UTF-8. */
+	    {"{\"op\":\"pub\",\"topic\":\"a/b\",\"body\":1,\"id\":1.5}", 2},
+	    {"{\"op\":\"pub\",\"topic\":\"a/b\",\"body\":1,\"id\":01}", 2},
+	    {"{\"op\":\"pub\",\"topic\":\"a/b\",\"body\":1,\"id\":-}", 2},
+	    {"{\"op\":\"pub\",\"topic\":\"a/b\",\"body\":[1,,2]}", 2},
+	    {"{\"op\":\"pub\",\"topic\":\"a/b\",\"body\":1", 2},
+	    {"{\"op\":\"pub\",\"topic\":\"a/b\",\"body\":1}}", 2},
+	    {"{\"op\":\"pub\",\"topic\":\"a/b\"}", 2},
+	    {"{\"op\":\"pub\",\"body\":1}", 2},
+	    {"{\"op\":\"pub\",\"topic\":\"a\x01\",\"body\":1}", 2},
+	    {"{\"op\":\"pub\",\"topic\":\"a/b\",\"body\":\"\xff\"}", 2},
+	};
+	char buf[600], id[140];
+
+	for (size_t i = 0; i < sizeof v / sizeof *v; i++)
+		CHECK_INT(pub_both(v[i].frame), v[i].how);
+	/* Ids of 128 and 129 bytes; topics of 255 and 256. */
+	for (int n = 128; n <= 129; n++) {
+		memset(id, 'i', (size_t)n);
+		id[n] = 0;
+		snprintf(buf, sizeof buf,
+			 "{\"op\":\"pub\",\"topic\":\"t\",\"id\":\"%s\","
+			 "\"body\":1}",
+			 id);
+		CHECK_INT(pub_both(buf), n == 128 ? 1 : 2);
+	}
+	for (int n = 255; n <= 256; n++) {
+		char *d = buf + sprintf(buf, "{\"op\":\"pub\",\"topic\":\"");
+
+		memset(d, 't', (size_t)n);
+		strcpy(d + n, "\",\"body\":1}");
+		CHECK_INT(pub_both(buf), n == 255);
+	}
+}
+
 /* jw_i64 against printf, around every digit-count boundary, at both ends
  * of int64_t, and over a spread of values. */
 static void test_i64(void)
@@ -861,5 +967,6 @@ int main(void)
 	test_path();
 	test_fed_roundtrip();
 	test_fed_layout();
+	test_pub_fast();
 	return tap_done();
 }
