@@ -9,9 +9,10 @@
 
 typedef struct dedup dedup_t;
 
-/* Returns a window remembering the last cap (>= 1) ids. Aborts on
- * out-of-memory. */
-dedup_t *dedup_new(size_t cap);
+/* Returns a window remembering the last cap (>= 1) ids of at most
+ * max_len (<= 4096) bytes each: the caller validates its ids, and adding a
+ * longer one aborts. Aborts on out-of-memory. */
+dedup_t *dedup_new(size_t cap, size_t max_len);
 
 /* Frees the window. NULL is a no-op. */
 void dedup_free(dedup_t *d);

@@ -14,7 +14,7 @@
 
 #define PATH_MAX_NODES FED_PATH_MAX_NODES
 /* Longest mid and node name accepted. */
-#define MID_MAX	 64
+#define MID_MAX	 FED_MID_MAX
 #define NODE_MAX 253
 
 static frame_t *dump_frame(json_t *j, int masked)

@@ -12,6 +12,8 @@
 
 /* Longest path accepted: a federation is a few dozen nodes. */
 #define FED_PATH_MAX_NODES 64
+/* Longest mid accepted from a peer. */
+#define FED_MID_MAX 64
 
 enum fed_op {
 	FED_HELLO,

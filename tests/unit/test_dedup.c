@@ -3,6 +3,7 @@
  * wrap around the table). */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "dedup.h"
 #include "tap.h"
@@ -11,7 +12,7 @@
  * cap ids. Returns the mismatches. */
 static int churn(size_t cap, int rounds, unsigned seed)
 {
-	dedup_t *d = dedup_new(cap);
+	dedup_t *d = dedup_new(cap, 31);
 	int *model = calloc(cap, sizeof *model), bad = 0;
 	size_t head = 0, len = 0;
 	char id[32];
@@ -53,8 +54,8 @@ static int churn(size_t cap, int rounds, unsigned seed)
 
 int main(void)
 {
-	dedup_t *d = dedup_new(3);
-	char id[16];
+	dedup_t *d = dedup_new(3, 1);
+	char id[16], a[66], b[66];
 
 	CHECK_INT(dedup_seen(d, "a", dedup_hash("a")), 0);
 	dedup_add(d, "a", dedup_hash("a"));
@@ -69,7 +70,7 @@ int main(void)
 	CHECK_INT(dedup_seen(d, "d", dedup_hash("d")), 1);
 	dedup_free(d);
 
-	d = dedup_new(1000);
+	d = dedup_new(1000, 15);
 	for (int i = 0; i < 5000; i++) {
 		snprintf(id, sizeof id, "m%d", i);
 		dedup_add(d, id, dedup_hash(id));
@@ -80,6 +81,24 @@ int main(void)
 	CHECK_INT(dedup_seen(d, "m4999", dedup_hash("m4999")), 1);
 	dedup_free(d);
 	dedup_free(NULL);
+
+	/* Ids of the longest length, alike but for their last byte, are
+	 * kept whole side by side; a longer one is simply not there. */
+	d = dedup_new(4, 64);
+	memset(a, 'x', 64);
+	a[64] = 0;
+	memcpy(b, a, sizeof a);
+	b[63] = 'y';
+	dedup_add(d, a, dedup_hash(a));
+	CHECK_INT(dedup_seen(d, b, dedup_hash(b)), 0);
+	dedup_add(d, b, dedup_hash(b));
+	CHECK_INT(dedup_seen(d, a, dedup_hash(a)), 1);
+	CHECK_INT(dedup_seen(d, b, dedup_hash(b)), 1);
+	a[64] = 'x';
+	a[65] = 0;
+	CHECK_INT(dedup_seen(d, a, dedup_hash(a)), 0);
+	CHECK_INT(dedup_count(d), 2);
+	dedup_free(d);
 
 	CHECK_INT(churn(1, 2000, 1), 0);
 	CHECK_INT(churn(3, 5000, 2), 0);
