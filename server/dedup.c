@@ -16,7 +16,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "strmap.h"
 
@@ -39,31 +38,6 @@ struct dedup {
 	size_t len;	    /* Entries held. */
 };
 
-/* The index, zeroed. Every lookup lands on a random slot of it, so with
- * 4 KiB pages a window of the default size (a 2 MiB table) took a TLB
- * miss per lookup, and under a VM's nested paging those walks were most
- * of the dedup's ~15% of a federated receiving node's time. A table of
- * 2 MiB or more is aligned to 2 MiB and asked to live on huge pages
- * (when the kernel's transparent huge pages allow it; else this changes
- * nothing). */
-static struct slot *table_alloc(size_t bytes)
-{
-	const size_t huge = 2 * 1024 * 1024;
-	void *t = NULL;
-
-	if (bytes < huge)
-		t = calloc(1, bytes);
-	else if (!posix_memalign(&t, huge, bytes)) {
-#ifdef MADV_HUGEPAGE
-		(void)madvise(t, bytes, MADV_HUGEPAGE);
-#endif
-		memset(t, 0, bytes);
-	}
-	if (!t)
-		abort();
-	return t;
-}
-
 dedup_t *dedup_new(size_t cap, size_t max_len)
 {
 	dedup_t *d = calloc(1, sizeof *d);
@@ -81,8 +55,8 @@ dedup_t *dedup_new(size_t cap, size_t max_len)
 	d->width = (max_len + 1 + 7) & ~(size_t)7;
 	d->ids = calloc(d->cap, d->width);
 	d->hash = calloc(d->cap, sizeof *d->hash);
-	d->table = table_alloc(size * sizeof *d->table);
-	if (!d->ids || !d->hash)
+	d->table = calloc(size, sizeof *d->table);
+	if (!d->ids || !d->hash || !d->table)
 		abort();
 	return d;
 }
@@ -158,10 +132,8 @@ int dedup_seen(const dedup_t *d, const char *id, uint32_t h)
 
 void dedup_add(dedup_t *d, const char *id, uint32_t h)
 {
-	size_t slot, at;
+	size_t slot, at, len = strlen(id);
 	int found;
-
-	size_t len = strlen(id);
 
 	if (len > d->max_len)
 		abort(); /* The caller bounds its ids (dedup_new). */
