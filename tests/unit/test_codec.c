@@ -581,7 +581,10 @@ static void test_fed_roundtrip(void)
 					  &reason),
 			  0);
 		CHECK_INT(in.op, FED_MSG);
-		CHECK(in.body_text != NULL); /* The fast path took it. */
+		CHECK(in.body_text != NULL); /* The fast path took it, */
+		/* and of the fast paths the layout one (inline path storage):
+		 * fedcodec_msg and layout_msg must agree on the layout. */
+		CHECK(in.path == in.path_buf);
 		CHECK_STR(in.topic, "forum/zev");
 		CHECK_STR(in.mid, m->mid);
 		CHECK_STR(in.origin, "a.example");
