@@ -161,8 +161,14 @@ static uint64_t now(const fed_t *f)
 	return uv_now(f->hub->loop);
 }
 
+/* While the peer has a link up it stays up: a dial that would replace
+ * the link (the duplicate rule), a refused or silent extra connection
+ * and their failures change nothing. link_closed clears p->link before it
+ * sets the state. */
 static void peer_set_state(fed_peer_t *p, enum peer_state s, const char *why)
 {
+	if (p->link && s != PEER_UP)
+		return;
 	if (why)
 		snprintf(p->why, sizeof p->why, "%s", why);
 	if (p->state == s)
@@ -734,10 +740,7 @@ static void dial(fed_peer_t *p)
 	/* No pwsi: lws would write through it after the peer may be gone;
 	 * callbacks find the peer through the opaque user data instead. */
 	i.opaque_user_data = p;
-	/* With the peer's own link up, this dial only tries to replace it
-	 * (the duplicate rule): the peer stays up, whatever the dial does. */
-	if (!p->link)
-		peer_set_state(p, PEER_CONNECTING, NULL);
+	peer_set_state(p, PEER_CONNECTING, NULL);
 	log_info("fed_dial", "peer=%s url=%s attempt=%u", log_str(p->name),
 		 log_str(p->cfg->url), p->attempt);
 	wsi = lws_client_connect_via_info(&i);
@@ -833,7 +836,7 @@ static void on_hello(fed_link_t *l, const fed_in_t *in)
 			 log_str("hello names another node than the "
 				 "certificate"),
 			 log_str(in->node));
-		if (p && !p->link)
+		if (p)
 			peer_set_state(p, PEER_REFUSED,
 				       "hello names another node");
 		link_kill(l, "identity mismatch");
@@ -1238,8 +1241,7 @@ static void on_client_established(fed_t *f, struct lws *wsi, fed_link_t *l)
 		log_warn("fed_refused", "direction=out peer=%s reason=%s",
 			 log_str(p->name), log_str(why));
 		snprintf(l->who, sizeof l->who, "%s", p->name);
-		if (!p->link)
-			peer_set_state(p, PEER_REFUSED, why);
+		peer_set_state(p, PEER_REFUSED, why);
 		link_attach(l, p); /* So its close schedules the redial. */
 		link_kill(l, "identity mismatch");
 		return;
@@ -1483,7 +1485,7 @@ static void on_tick(uv_timer_t *t)
 			log_warn("fed_link_dead", "peer=%s silent_ms=%llu",
 				 log_str(l->who),
 				 (unsigned long long)(n - l->last_rx));
-			if (l->peer && !l->peer->link)
+			if (l->peer && l->peer->link != l)
 				peer_set_state(l->peer, PEER_BACKOFF,
 					       "no hello in time");
 			link_kill(l, "peer silent");
