@@ -1008,22 +1008,16 @@ static void on_msg(fed_link_t *l, const fed_in_t *in, uint32_t mid_hash)
 	msg_unref(m);
 }
 
-/* A msg frame's mid, found without decoding where every parleyd peer
- * writes it (after op and topic; see fedcodec_msg), copied to out with
- * its dedup hash in *h. Returns 0 for any other frame: this is only a
- * head start for the cache, the decoder decides what the mid is. */
+/* A msg frame's mid before decoding (see fedcodec_peek_mid), copied to
+ * out with its dedup hash in *h. Returns 0 when there is none. */
 static int peek_mid(const char *buf, size_t len, char *out, uint32_t *h)
 {
-	size_t p = 0, n;
+	size_t n;
+	const char *mid = fedcodec_peek_mid(buf, len, &n);
 
-	if (!JSCAN_LIT(buf, len, &p, "{\"op\":\"msg\",\"topic\":\"") ||
-	    jscan_plain_string(buf, len, &p) == (size_t)-1 ||
-	    !JSCAN_LIT(buf, len, &p, ",\"mid\":\""))
+	if (!mid || n > FED_MID_MAX)
 		return 0;
-	n = jscan_plain_string(buf, len, &p);
-	if (n == (size_t)-1 || n > FED_MID_MAX)
-		return 0;
-	memcpy(out, buf + p - n - 1, n);
+	memcpy(out, mid, n);
 	out[n] = 0;
 	*h = dedup_hash(out);
 	return 1;

@@ -351,6 +351,10 @@ static int lay_str(const char *s, size_t len, size_t *p, char **dst,
 	return 1;
 }
 
+/* The layout's first members, up to the topic's and the mid's values. */
+#define LAYOUT_HEAD "{\"op\":\"msg\",\"topic\":\""
+#define LAYOUT_MID  ",\"mid\":\""
+
 /* Decodes a msg frame laid out exactly as fedcodec_msg writes it (members
  * in its order, no whitespace, plain strings) by comparing literals:
  * this is every frame a parleyd peer sends, and it costs a fraction of
@@ -363,14 +367,14 @@ static int layout_msg(const char *buf, size_t len, fed_in_t *in)
 	const char *why;
 	char *dst;
 
-	if (!JSCAN_LIT(buf, len, &p, "{\"op\":\"msg\",\"topic\":\""))
+	if (!JSCAN_LIT(buf, len, &p, LAYOUT_HEAD))
 		return 0;
 	/* Unescaped strings shrink when copied (quotes become one NUL). */
 	in->strings = dst = malloc(len + 1);
 	if (!dst)
 		abort();
 	if (!lay_str(buf, len, &p, &dst, &in->topic) ||
-	    !JSCAN_LIT(buf, len, &p, ",\"mid\":\"") ||
+	    !JSCAN_LIT(buf, len, &p, LAYOUT_MID) ||
 	    !lay_str(buf, len, &p, &dst, &in->mid) ||
 	    !JSCAN_LIT(buf, len, &p, ",\"origin\":\"") ||
 	    !lay_str(buf, len, &p, &dst, &in->origin) ||
@@ -400,6 +404,18 @@ static int layout_msg(const char *buf, size_t len, fed_in_t *in)
 		return 0;
 	in->op = FED_MSG;
 	return check_msg(in, &why) == 0;
+}
+
+const char *fedcodec_peek_mid(const char *buf, size_t len, size_t *n)
+{
+	size_t p = 0;
+
+	if (!JSCAN_LIT(buf, len, &p, LAYOUT_HEAD) ||
+	    jscan_plain_string(buf, len, &p) == (size_t)-1 ||
+	    !JSCAN_LIT(buf, len, &p, LAYOUT_MID) ||
+	    (*n = jscan_plain_string(buf, len, &p)) == (size_t)-1)
+		return NULL;
+	return buf + p - *n - 1;
 }
 
 int fedcodec_decode(const char *buf, size_t len, fed_in_t *in,

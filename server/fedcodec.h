@@ -55,6 +55,12 @@ typedef struct fed_in {
 	const char *path_buf[FED_PATH_MAX_NODES];
 } fed_in_t;
 
+/* Where the mid of a msg frame in fedcodec_msg's layout is, before
+ * decoding: its n bytes (a plain string) at the returned address, or
+ * NULL for a frame of any other layout. A hint only (the receiver starts
+ * loading the mid's dedup slot early); fedcodec_decode decides. */
+const char *fedcodec_peek_mid(const char *buf, size_t len, size_t *n);
+
 /* Decodes one peer frame. Returns 0, or PE_BAD_JSON / PE_BAD_REQUEST /
  * PE_UNKNOWN_OP with *reason (static text). Checks field types and
  * syntax (topic, mid and node name shapes, path length); the caller checks
