@@ -148,8 +148,18 @@ static int decode_msg(fed_in_t *in, const char **reason)
 	return check_msg(in, reason);
 }
 
+/* Copies the n bytes at s, NUL-terminated, to *dst as *out and advances
+ * *dst: the decoded strings of a frame share one buffer. */
+static void put_str(char **dst, const char *s, size_t n, const char **out)
+{
+	memcpy(*dst, s, n);
+	(*dst)[n] = 0;
+	*out = *dst;
+	*dst += n + 1;
+}
+
 /* Returns 1 when s[vs..end) is a JSON string without escapes; copies it
- * (without quotes, NUL-terminated) to *dst and advances *dst. */
+ * (without quotes) with put_str. */
 static int take_plain(const char *s, size_t vs, size_t end, char **dst,
 		      const char **out)
 {
@@ -160,10 +170,7 @@ static int take_plain(const char *s, size_t vs, size_t end, char **dst,
 	n = end - vs - 2;
 	if (memchr(s + vs + 1, '\\', n))
 		return 0;
-	memcpy(*dst, s + vs + 1, n);
-	(*dst)[n] = 0;
-	*out = *dst;
-	*dst += n + 1;
+	put_str(dst, s + vs + 1, n, out);
 	return 1;
 }
 
@@ -336,7 +343,7 @@ static void in_reset(fed_in_t *in)
 }
 
 /* The plain string whose contents start at s[*p] (see
- * jscan_plain_string): copied NUL-terminated to *dst as *out. */
+ * jscan_plain_string): copied with put_str. */
 static int lay_str(const char *s, size_t len, size_t *p, char **dst,
 		   const char **out)
 {
@@ -344,10 +351,7 @@ static int lay_str(const char *s, size_t len, size_t *p, char **dst,
 
 	if (n == (size_t)-1)
 		return 0;
-	memcpy(*dst, s + start, n);
-	(*dst)[n] = 0;
-	*out = *dst;
-	*dst += n + 1;
+	put_str(dst, s + start, n, out);
 	return 1;
 }
 
