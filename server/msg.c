@@ -37,6 +37,18 @@ static void ws_hdr_put(unsigned char *p, size_t hdr, size_t len, int masked)
 	}
 }
 
+/* Sets up f (one reference) over the len bytes at data, the last
+ * payload_len of them the payload, inside the allocation block. */
+static void frame_init(frame_t *f, unsigned char *data, size_t len,
+		       size_t payload_len, void *block)
+{
+	f->refs = 1;
+	f->len = (uint32_t)len;
+	f->data = data;
+	f->payload_len = payload_len;
+	f->block = block;
+}
+
 static frame_t *frame_build(size_t len, int masked)
 {
 	/* One allocation: the struct, LWS_PRE headroom, the header and the
@@ -48,11 +60,7 @@ static frame_t *frame_build(size_t len, int masked)
 	if (!f)
 		abort();
 	p = (unsigned char *)(f + 1) + LWS_PRE + WS_HDR_MAX + 4 - hdr;
-	f->refs = 1;
-	f->len = (uint32_t)(hdr + len);
-	f->data = p;
-	f->payload_len = len;
-	f->block = f;
+	frame_init(f, p, hdr + len, len, f);
 	ws_hdr_put(p, hdr, len, masked);
 	return f;
 }
@@ -76,11 +84,7 @@ frame_t *frame_alloc_buf(size_t cap)
 
 	if (!f)
 		abort();
-	f->refs = 1;
-	f->len = 0;
-	f->data = (unsigned char *)(f + 1) + LWS_PRE;
-	f->payload_len = 0;
-	f->block = f;
+	frame_init(f, (unsigned char *)(f + 1) + LWS_PRE, 0, 0, f);
 	return f;
 }
 
@@ -222,11 +226,7 @@ msg_t *msg_new_path(const char *topic, const char *mid, const char *origin,
 	m->n_path = own ? 1 : np;
 	m->own_path[0] = (char *)m->origin;
 	m->own = (frame_t *)((char *)m + at);
-	m->own->refs = 1;
-	m->own->len = 0;
-	m->own->data = NULL;
-	m->own->payload_len = 0;
-	m->own->block = m;
+	frame_init(m->own, NULL, 0, 0, m);
 	p = (char *)(m->own + 1) + LWS_PRE + room;
 	memcpy(p, body, body_len);
 	p[body_len] = '}';
