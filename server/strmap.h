@@ -6,6 +6,7 @@
 #define PARLEY_STRMAP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct strmap strmap_t;
 
@@ -39,7 +40,14 @@ size_t strmap_count(const strmap_t *m);
 int strmap_next(const strmap_t *m, size_t *iter, const char **key,
 		void **value);
 
-/* Returns a hash of the string (also useful to callers). */
+/* Returns a hash of the string (also useful to callers): SipHash-1-3
+ * under a key drawn once per process. */
 size_t strmap_hash(const char *s);
+
+/* Returns SipHash-1-3 of the len bytes at data under the key (k0, k1);
+ * strmap_hash is this under the process's key. Declared for the unit
+ * test, which checks it against a byte-at-a-time reference. */
+uint64_t strmap_siphash13(uint64_t k0, uint64_t k1, const void *data,
+			  size_t len);
 
 #endif
