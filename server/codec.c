@@ -3,6 +3,7 @@
  * already validated, and the msg frame is on the hot path. */
 #include "codec.h"
 
+#include <assert.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -476,7 +477,12 @@ struct msg_enc {
 	size_t total;	  /* Length of the whole payload. */
 };
 
-static void msg_measure(struct msg_enc *e, const msg_t *m, const char *cursor)
+/* cursor_len is the cursor's length when the caller knows it has no byte
+ * JSON escapes, else CURSOR_MEASURE. */
+#define CURSOR_MEASURE ((size_t)-1)
+
+static void msg_measure(struct msg_enc *e, const msg_t *m, const char *cursor,
+			size_t cursor_len)
 {
 	e->s[0] = m->topic;
 	e->s[1] = m->mid;
@@ -488,7 +494,17 @@ static void msg_measure(struct msg_enc *e, const msg_t *m, const char *cursor)
 			  "\"from\":,\"ts\":,\"cursor\":,\"body\":}" -
 		   1 + e->ts_len + m->body_len;
 	for (int i = 0; i < 5; i++) {
-		e->esc[i] = jw_str_len(e->s[i], &e->raw[i]);
+		if (i < 4 && m->plain) {
+			e->raw[i] = m->slen[i];
+			e->esc[i] = m->slen[i] + 2;
+		} else if (i == 4 && cursor_len != CURSOR_MEASURE) {
+			assert(strlen(cursor) == cursor_len &&
+			       jw_plain_nul(cursor, cursor_len));
+			e->raw[i] = cursor_len;
+			e->esc[i] = cursor_len + 2;
+		} else {
+			e->esc[i] = jw_str_len(e->s[i], &e->raw[i]);
+		}
 		e->total += e->esc[i];
 	}
 }
@@ -532,19 +548,19 @@ frame_t *codec_msg(const msg_t *m, const char *cursor)
 	char *p;
 	frame_t *f;
 
-	msg_measure(&e, m, cursor);
+	msg_measure(&e, m, cursor, CURSOR_MEASURE);
 	f = frame_alloc_text(e.total, 0, &p);
 	if (msg_write(p, &e, m) != p + e.total)
 		abort(); /* msg_measure and msg_write disagree: a bug. */
 	return f;
 }
 
-frame_t *codec_msg_place(msg_t *m, const char *cursor)
+frame_t *codec_msg_place(msg_t *m, const char *cursor, size_t cursor_len)
 {
 	struct msg_enc e;
 	frame_t *f;
 
-	msg_measure(&e, m, cursor);
+	msg_measure(&e, m, cursor, cursor_len);
 	f = msg_frame_place(m, e.total);
 	if (!f)
 		return codec_msg(m, cursor);
@@ -593,7 +609,7 @@ int codec_msg_json(const msg_t *m, const char *cursor, char **buf, size_t *len,
 	struct sb b = {*buf, *len, *cap, 0};
 	struct msg_enc e;
 
-	msg_measure(&e, m, cursor);
+	msg_measure(&e, m, cursor, CURSOR_MEASURE);
 	sb_reserve(&b, e.total);
 	if (!b.oom)
 		b.len = (size_t)(msg_write(b.p + b.len, &e, m) - b.p);

@@ -94,9 +94,11 @@ frame_t *codec_presence(const char *topic, const char *const *joined,
 frame_t *codec_msg(const msg_t *m, const char *cursor);
 
 /* The same frame, written inside m's own allocation around its body
- * (msg_frame_place) when it fits there, else like codec_msg. New
+ * (msg_frame_place) when it fits there, else like codec_msg. cursor_len
+ * is strlen(cursor), and the cursor must have no byte JSON escapes
+ * (history_cursor's never do): it is not measured again. New
  * reference. */
-frame_t *codec_msg_place(msg_t *m, const char *cursor);
+frame_t *codec_msg_place(msg_t *m, const char *cursor, size_t cursor_len);
 
 /* Appends, like codec_msg_json, the msg frame's payload of m with a
  * cursor that is only cursor_head, and returns the offset in *buf where

@@ -203,10 +203,14 @@ static const char *get36(const char *p, uint64_t *v)
 	return p;
 }
 
-void history_cursor(const history_t *h, uint64_t seq, char *buf)
+size_t history_cursor(const history_t *h, uint64_t seq, char *buf)
 {
+	char *end;
+
 	memcpy(buf, h->prefix, h->prefix_len);
-	*put36(seq, buf + h->prefix_len) = 0;
+	end = put36(seq, buf + h->prefix_len);
+	*end = 0;
+	return (size_t)(end - buf);
 }
 
 int history_parse_cursor(const history_t *h, const char *cursor, uint64_t *seq)

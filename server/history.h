@@ -35,9 +35,10 @@ void history_append(history_t *h, msg_t *m);
  * assigned), 0 before the first. */
 uint64_t history_last_seq(const history_t *h);
 
-/* Formats the cursor for seq into buf (at least HISTORY_CURSOR_MAX bytes).
- * Cursors are short strings of [0-9a-z-] (safe in URLs). */
-void history_cursor(const history_t *h, uint64_t seq, char *buf);
+/* Formats the cursor for seq into buf (at least HISTORY_CURSOR_MAX bytes)
+ * and returns its length. Cursors are short strings of [0-9a-z-] (safe in
+ * URLs and in JSON strings as they are). */
+size_t history_cursor(const history_t *h, uint64_t seq, char *buf);
 
 /* Parses a cursor. Returns 0 and *seq; PE_BAD_CURSOR when malformed or
  * beyond the last assigned seq; PE_HISTORY_GAP when it comes from another

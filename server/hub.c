@@ -174,12 +174,13 @@ int hub_memory_high(const hub_t *h)
 int hub_accept(hub_t *h, msg_t *m)
 {
 	char cursor[HISTORY_CURSOR_MAX];
+	size_t cl;
 
 	if (h->shutting_down)
 		return PE_UNAVAILABLE;
 	history_append(h->history, m);
-	history_cursor(h->history, m->seq, cursor);
-	m->frame = codec_msg_place(m, cursor);
+	cl = history_cursor(h->history, m->seq, cursor);
+	m->frame = codec_msg_place(m, cursor, cl);
 	hub_deliver(h, m->topic, m->topic_hash, m->seq, m->frame);
 	/* A peer's message enters the dedup window in fed.c, which
 	 * accepted it; our own mids need no place there. */

@@ -3,6 +3,25 @@
 
 #include "jscan.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+
+/* Nonzero when one of the 16 bytes at s is a control character other than
+ * NUL, a quote or a backslash. */
+static int escapes16(const char *s)
+{
+	__m128i v = _mm_loadu_si128((const __m128i *)(const void *)s);
+	__m128i lim = _mm_set1_epi8(0x1e);
+	/* c - 1 wraps NUL to 0xff, so c - 1 <= 0x1e is exactly 1..0x1f. */
+	__m128i ctl = _mm_cmpeq_epi8(
+	    _mm_max_epu8(_mm_sub_epi8(v, _mm_set1_epi8(1)), lim), lim);
+	__m128i q = _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+				 _mm_cmpeq_epi8(v, _mm_set1_epi8('\\')));
+
+	return _mm_movemask_epi8(_mm_or_si128(ctl, q));
+}
+#endif
+
 size_t jw_str_len(const char *s, size_t *raw)
 {
 	size_t len = strlen(s), extra = 0;
@@ -19,6 +38,28 @@ size_t jw_str_len(const char *s, size_t *raw)
 	}
 	*raw = len;
 	return len + extra + 2;
+}
+
+int jw_plain_nul(const char *s, size_t len)
+{
+	size_t p = 0;
+
+#if defined(__SSE2__)
+	if (len >= 16) {
+		for (; len - p > 16; p += 16)
+			if (escapes16(s + p))
+				return 0;
+		/* The last vector ends at the end; the overlap is harmless. */
+		return !escapes16(s + len - 16);
+	}
+#endif
+	for (; p < len; p++) {
+		unsigned char c = (unsigned char)s[p];
+
+		if ((c && c < 0x20) || c == '"' || c == '\\')
+			return 0;
+	}
+	return 1;
 }
 
 char *jw_str_put(char *d, const char *s, size_t raw, size_t n)

@@ -14,6 +14,13 @@
  * backslashes and control characters are escaped. */
 size_t jw_str_len(const char *s, size_t *raw);
 
+/* Returns 1 when none of the len bytes at s (several NUL-terminated
+ * strings back to back: NULs are allowed) is one a JSON string escapes:
+ * then each string's JSON length is its length plus the quotes, with no
+ * jw_str_len. 16 bytes a step: a message's four strings cost less
+ * together than measuring one of them did. */
+int jw_plain_nul(const char *s, size_t len);
+
 /* Writes s as a JSON string at d, given jw_str_len's answers; returns the
  * end. */
 char *jw_str_put(char *d, const char *s, size_t raw, size_t n);

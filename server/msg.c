@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jwrite.h"
 #include "strmap.h"
 
 /* Worst-case WebSocket header for a server frame: 1 + 1 + 8 bytes. */
@@ -212,13 +213,22 @@ msg_t *msg_new_path(const char *topic, const char *mid, const char *origin,
 	m->frame = NULL;
 	m->fed_frame[0] = m->fed_frame[1] = NULL;
 	m->topic = memcpy(p, topic, lt);
-	m->topic_hash = strmap_hash(m->topic);
+	m->topic_hash = strmap_hash_len(m->topic, lt - 1);
 	p += lt;
 	m->mid = memcpy(p, mid, lm);
 	p += lm;
 	m->origin = memcpy(p, origin, lo);
 	p += lo;
 	m->from = memcpy(p, from, lf);
+	/* The four strings lie back to back: one scan finds whether any of
+	 * them needs escaping. */
+	m->plain = lt <= UINT16_MAX && lm <= UINT16_MAX && lo <= UINT16_MAX &&
+		   lf <= UINT16_MAX &&
+		   jw_plain_nul(m->topic, lt + lm + lo + lf);
+	m->slen[0] = (uint16_t)(lt - 1);
+	m->slen[1] = (uint16_t)(lm - 1);
+	m->slen[2] = (uint16_t)(lo - 1);
+	m->slen[3] = (uint16_t)(lf - 1);
 	if (np)
 		path_put(pv, p + lf, prev, n, self);
 	m->path_alloc = 0;

@@ -72,6 +72,11 @@ typedef struct msg {
 	const char *mid;    /* Globally unique message id. */
 	const char *origin; /* Node that accepted it. */
 	const char *from;   /* user@node of the author. */
+	uint16_t slen[4];   /* strlen of topic, mid, origin and from. */
+	int plain;	    /* 1 when slen holds them and none of the four
+			       has a byte JSON escapes: the msg encoders
+			       then need not measure them (they are
+			       written for every message). */
 	const char *body;   /* Compact JSON text of the body (body_len bytes,
 			       followed by '}', not NUL): it sits where the
 			       client frame's payload ends, so the frame is

@@ -141,11 +141,16 @@ uint64_t strmap_siphash13(uint64_t k0, uint64_t k1, const void *data,
 /* SipHash-1-3 under the process's key: keyed, so a client cannot
  * precompute topics that collide, and fast on the short strings used as
  * keys here. */
-size_t strmap_hash(const char *s)
+size_t strmap_hash_len(const char *s, size_t len)
 {
 	if (!sip_keyed)
 		sip_key_init();
-	return (size_t)strmap_siphash13(sip_k0, sip_k1, s, strlen(s));
+	return (size_t)strmap_siphash13(sip_k0, sip_k1, s, len);
+}
+
+size_t strmap_hash(const char *s)
+{
+	return strmap_hash_len(s, strlen(s));
 }
 
 static struct slot *slots_new(size_t cap)

@@ -44,6 +44,9 @@ int strmap_next(const strmap_t *m, size_t *iter, const char **key,
  * under a key drawn once per process. */
 size_t strmap_hash(const char *s);
 
+/* strmap_hash of the len bytes at s, for callers that know the length. */
+size_t strmap_hash_len(const char *s, size_t len);
+
 /* Returns SipHash-1-3 of the len bytes at data under the key (k0, k1);
  * strmap_hash is this under the process's key. Declared for the unit
  * test, which checks it against a byte-at-a-time reference. */

@@ -369,8 +369,8 @@ static void test_msg_place(void)
 	msg_t *m =
 	    sample("forum/zev", "u@a.example", 1700000000000, "{\"k\":[1,2]}");
 	frame_t *f = codec_msg(m, "1a-2b");
-	frame_t *g = codec_msg_place(m, "1a-2b");
-	frame_t *h = codec_msg_place(m, "1a-2b");
+	frame_t *g = codec_msg_place(m, "1a-2b", 5);
+	frame_t *h = codec_msg_place(m, "1a-2b", 5);
 
 	CHECK(g == m->own && g->block == m);
 	CHECK(same_frame(f, g));
@@ -392,7 +392,7 @@ static void test_msg_place(void)
 		cursor[sizeof cursor - 1] = 0;
 		m = sample("t", "u@a.example", INT64_MIN, big);
 		f = codec_msg(m, cursor);
-		g = codec_msg_place(m, cursor);
+		g = codec_msg_place(m, cursor, strlen(cursor));
 		CHECK(g == m->own);
 		CHECK_INT(g->data[1], 127);
 		CHECK(same_frame(f, g));
@@ -408,12 +408,103 @@ static void test_msg_place(void)
 	esc[sizeof esc - 1] = 0;
 	m = sample("forum/zev", esc, 1, "[]");
 	f = codec_msg(m, "c");
-	g = codec_msg_place(m, "c");
+	g = codec_msg_place(m, "c", 1);
 	CHECK(g != m->own && g->block == g);
 	CHECK(same_frame(f, g));
 	frame_unref(f);
 	frame_unref(g);
 	msg_unref(m);
+}
+
+/* jw_plain_nul against a byte-at-a-time reference: every length up to 70
+ * at every alignment, each kind of byte planted at each position, and
+ * never a look at the byte after the region. */
+static int ref_plain_nul(const unsigned char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if ((s[i] && s[i] < 0x20) || s[i] == '"' || s[i] == '\\')
+			return 0;
+	return 1;
+}
+
+static void test_plain_nul(void)
+{
+	static const unsigned char kinds[] = {0,    1,	  0x1f, 0x20, '"',
+					      '\\', 0x7f, 0x80, 0xc3, 0xff};
+	unsigned char buf[96];
+	int mismatches = 0;
+
+	for (size_t align = 0; align < 8; align++)
+		for (size_t len = 0; len <= 70; len++) {
+			unsigned char *s = buf + align;
+
+			for (size_t i = 0; i < len; i++)
+				s[i] = (unsigned char)('a' + i % 26);
+			s[len] = '"'; /* Outside: must not count. */
+			mismatches += jw_plain_nul((char *)s, len) != 1;
+			for (size_t at = 0; at < len; at++)
+				for (size_t k = 0; k < sizeof kinds; k++) {
+					unsigned char keep = s[at];
+
+					s[at] = kinds[k];
+					mismatches +=
+					    jw_plain_nul((char *)s, len) !=
+					    ref_plain_nul(s, len);
+					s[at] = keep;
+				}
+		}
+	CHECK_INT(mismatches, 0);
+}
+
+/* Each of a message's four strings with bytes JSON must escape (and
+ * UTF-8 it need not): the message knows it is not plain, and the frame,
+ * written in place or apart, reads back as the same strings. */
+static void test_msg_escapes(void)
+{
+	static const char *const odd[] = {"a\"b", "a\\b",
+					  "a\x1f"
+					  "b",
+					  "a\x7f\xc3\xa9"
+					  "b",
+					  "plain"};
+
+	for (size_t f = 0; f < 4; f++)
+		for (size_t k = 0; k < sizeof odd / sizeof odd[0]; k++) {
+			const char *v[4] = {"forum/zev", "m1", "a.example",
+					    "u@a.example"};
+			msg_t *m;
+			frame_t *a, *b;
+			json_t *j;
+			int want_plain = !strchr(odd[k], '"') &&
+					 !strchr(odd[k], '\\') &&
+					 !strchr(odd[k], 0x1f);
+
+			v[f] = odd[k];
+			m = msg_new(v[0], v[1], v[2], v[3], 7, "1", 1);
+			CHECK_INT(m->plain, want_plain);
+			a = codec_msg(m, "c-1");
+			b = codec_msg_place(m, "c-1", 3);
+			CHECK(same_frame(a, b));
+			j = payload_json(a);
+			CHECK(j != NULL);
+			CHECK_STR(
+			    json_string_value(json_object_get(j, "topic")),
+			    v[0]);
+			CHECK_STR(json_string_value(json_object_get(j, "mid")),
+				  v[1]);
+			CHECK_STR(
+			    json_string_value(json_object_get(j, "origin")),
+			    v[2]);
+			CHECK_STR(json_string_value(json_object_get(j, "from")),
+				  v[3]);
+			CHECK_STR(
+			    json_string_value(json_object_get(j, "cursor")),
+			    "c-1");
+			json_decref(j);
+			frame_unref(a);
+			frame_unref(b);
+			msg_unref(m);
+		}
 }
 
 /* The cluster's split of a msg frame: head + seq digits + tail is the
@@ -966,6 +1057,8 @@ int main(void)
 	test_msg_frame();
 	test_ok_mid();
 	test_msg_place();
+	test_plain_nul();
+	test_msg_escapes();
 	test_msg_split();
 	test_path();
 	test_fed_roundtrip();
