@@ -416,6 +416,75 @@ static void test_msg_place(void)
 	msg_unref(m);
 }
 
+/* jscan_small_int against a digit-at-a-time reference: every digit count
+ * 0-17, with and without a minus, with a leading zero, each kind of byte
+ * after the digits (or none), and the number near the end of the buffer
+ * (the short path) or well inside it (the vector path). */
+static int ref_small_int(const char *s, size_t len, size_t *pos, int64_t *out)
+{
+	size_t q = *pos + (*pos < len && s[*pos] == '-'), d = q;
+	int64_t v = 0;
+
+	while (d < len && s[d] >= '0' && s[d] <= '9')
+		d++;
+	if (d == q || d - q > 15 || (s[q] == '0' && d - q > 1))
+		return 0;
+	for (size_t i = q; i < d; i++)
+		v = v * 10 + (s[i] - '0');
+	*out = q > *pos ? -v : v;
+	*pos = d;
+	return 1;
+}
+
+/* 1 when both agree on the number at the start of the len bytes at s. */
+static int small_int_agrees(const char *s, size_t len)
+{
+	size_t p1 = 0, p2 = 0;
+	int64_t v1 = -7, v2 = -7;
+	int r1 = jscan_small_int(s, len, &p1, &v1);
+	int r2 = ref_small_int(s, len, &p2, &v2);
+
+	return r1 == r2 && (!r1 || (p1 == p2 && v1 == v2));
+}
+
+static void test_small_int(void)
+{
+	static const char after[] = {',', '}', ' ', '.', 'e', '/', ':', 0};
+	char buf[64];
+	int mismatches = 0;
+
+	for (size_t n = 0; n <= 17; n++)
+		for (int form = 0; form < 4; form++) /* Minus, leading 0. */
+			for (size_t a = 0; a <= sizeof after; a++) {
+				size_t len = 0;
+
+				if (form & 1)
+					buf[len++] = '-';
+				for (size_t i = 0; i < n; i++)
+					buf[len++] =
+					    (char)('0' + (i * 7 + n + 3) % 10);
+				if (n && (form & 2))
+					buf[len - n] = '0';
+				if (a < sizeof after)
+					buf[len++] = after[a];
+				for (size_t tail = 0; tail <= 20; tail++) {
+					memset(buf + len, '9', tail);
+					mismatches +=
+					    !small_int_agrees(buf, len + tail);
+				}
+			}
+	CHECK_INT(mismatches, 0);
+	{
+		const char *ts = "1764400000000,\"cursor\":\"x\"}";
+		size_t p = 0;
+		int64_t v = 0;
+
+		CHECK(jscan_small_int(ts, strlen(ts), &p, &v));
+		CHECK(v == 1764400000000);
+		CHECK_INT(p, 13);
+	}
+}
+
 /* jw_plain_nul against a byte-at-a-time reference: every length up to 70
  * at every alignment, each kind of byte planted at each position, and
  * never a look at the byte after the region. */
@@ -1058,6 +1127,7 @@ int main(void)
 	test_ok_mid();
 	test_msg_place();
 	test_plain_nul();
+	test_small_int();
 	test_msg_escapes();
 	test_msg_split();
 	test_path();
