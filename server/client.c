@@ -11,6 +11,7 @@
 #include "codec.h"
 #include "err.h"
 #include "fed.h"
+#include "jwrite.h"
 #include "log.h"
 #include "presence.h"
 #include "ratelimit.h"
@@ -580,13 +581,14 @@ static void ws_pub_done(hub_t *h, int rc, const char *mid, const char *reason,
 			send_error(c, id, rc, reason, NULL);
 			json_decref(id);
 		} else {
-			size_t n = codec_ok_mid_len(p->id, p->id_len, mid);
+			size_t mr, mj = jw_str_len(mid, &mr);
+			size_t n = codec_ok_mid_len(p->id, p->id_len, mj);
 			char *d = conn_send_text(c, n);
 
 			h->m.messages_in_ws++;
 			/* Measured and written lengths must agree. */
-			if (d &&
-			    codec_ok_mid_put(d, p->id, p->id_len, mid) != d + n)
+			if (d && codec_ok_mid_put(d, p->id, p->id_len, mid, mr,
+						  mj) != d + n)
 				abort();
 		}
 	}

@@ -350,18 +350,15 @@ int codec_fast_pub(const char *buf, size_t len, fast_pub_t *out)
 	return rc == 0 && seen_op && seen_topic && out->body;
 }
 
-size_t codec_ok_mid_len(const char *id, size_t id_len, const char *mid)
+size_t codec_ok_mid_len(const char *id, size_t id_len, size_t mid_json)
 {
-	size_t raw;
-
-	return sizeof "{\"op\":\"ok\",\"mid\":}" - 1 + jw_str_len(mid, &raw) +
+	return sizeof "{\"op\":\"ok\",\"mid\":}" - 1 + mid_json +
 	       (id ? sizeof ",\"id\":" - 1 + id_len : 0);
 }
 
-char *codec_ok_mid_put(char *d, const char *id, size_t id_len, const char *mid)
+char *codec_ok_mid_put(char *d, const char *id, size_t id_len, const char *mid,
+		       size_t mid_raw, size_t mid_json)
 {
-	size_t raw, ml = jw_str_len(mid, &raw);
-
 	/* Sent for every publish: written in place, no intermediate buffer. */
 	JW_LIT(d, "{\"op\":\"ok\"");
 	if (id) {
@@ -370,7 +367,7 @@ char *codec_ok_mid_put(char *d, const char *id, size_t id_len, const char *mid)
 		d += id_len;
 	}
 	JW_LIT(d, ",\"mid\":");
-	d = jw_str_put(d, mid, raw, ml);
+	d = jw_str_put(d, mid, mid_raw, mid_json);
 	*d++ = '}';
 	return d;
 }

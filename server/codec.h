@@ -51,10 +51,12 @@ typedef struct fast_pub {
 int codec_fast_pub(const char *buf, size_t len, fast_pub_t *out);
 
 /* {"op":"ok","id":<id JSON text>,"mid":…}: the id is echoed byte for
- * byte (id may be NULL). Returns the payload's length; codec_ok_mid_put
+ * byte (id may be NULL); mid_json is jw_str_len(mid, &mid_raw), measured
+ * once for both calls. Returns the payload's length; codec_ok_mid_put
  * writes it at d and returns its end. */
-size_t codec_ok_mid_len(const char *id, size_t id_len, const char *mid);
-char *codec_ok_mid_put(char *d, const char *id, size_t id_len, const char *mid);
+size_t codec_ok_mid_len(const char *id, size_t id_len, size_t mid_json);
+char *codec_ok_mid_put(char *d, const char *id, size_t id_len, const char *mid,
+		       size_t mid_raw, size_t mid_json);
 
 /* Returns the JSON value of an id's text (a new reference), or NULL. */
 json_t *codec_id_value(const char *id, size_t id_len);

@@ -286,11 +286,14 @@ static void state_save(fed_t *f)
 static frame_t *fed_frame(fed_t *f, msg_t *m, int masked)
 {
 	if (!m->fed_frame[masked]) {
-		char cursor[HISTORY_CURSOR_MAX];
+		char cursor[HISTORY_CURSOR_MAX] = "";
 
-		if (f->hub->cluster)
+		/* A stored message's client frame already holds its cursor,
+		 * which fedcodec_msg copies: only a message without one
+		 * needs it formatted. */
+		if (!m->frame && f->hub->cluster)
 			cluster_cursor(f->hub->cluster, m->seq, cursor);
-		else
+		else if (!m->frame)
 			history_cursor(f->hub->history, m->seq, cursor);
 		m->fed_frame[masked] = fedcodec_msg(m, cursor, masked);
 	}
@@ -984,8 +987,8 @@ static void on_msg(fed_link_t *l, const fed_in_t *in, uint32_t mid_hash)
 	}
 	m = msg_new_path(in->topic, in->mid, in->origin, in->from, in->ts,
 			 body ? body : in->body_text,
-			 body ? blen : in->body_len,
-			 in->path, in->n_path, me(f));
+			 body ? blen : in->body_len, in->path, in->n_path,
+			 me(f));
 	free(body);
 	if (f->hub->cluster) {
 		struct fed_store *st = malloc(sizeof *st);

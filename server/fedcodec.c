@@ -533,8 +533,12 @@ frame_t *fedcodec_msg(const msg_t *m, const char *cursor, int masked)
 	const char *cp = frame_payload(cf);
 	size_t cl = cf->payload_len - 1; /* Without its closing brace. */
 	const char *const *path = (const char *const *)m->path;
-	size_t total = cl + sizeof ",\"path\":}" - 1 +
-		       codec_path_len(path, m->n_path);
+	/* A message this node accepted from a client has the path [origin],
+	 * and the message has measured its origin already. */
+	int own = m->plain && m->n_path == 1 && path[0] == m->origin;
+	size_t total =
+	    cl + sizeof ",\"path\":}" - 1 +
+	    (own ? m->slen[2] + 4u : codec_path_len(path, m->n_path));
 	char *p, *d;
 	frame_t *f = frame_alloc_text(total, masked, &p);
 
@@ -543,7 +547,14 @@ frame_t *fedcodec_msg(const msg_t *m, const char *cursor, int masked)
 	memcpy(p, cp, cl);
 	d = p + cl;
 	JW_LIT(d, ",\"path\":");
-	d = codec_path_put(d, path, m->n_path);
+	if (own) {
+		JW_LIT(d, "[\"");
+		memcpy(d, m->origin, m->slen[2]);
+		d += m->slen[2];
+		JW_LIT(d, "\"]");
+	} else {
+		d = codec_path_put(d, path, m->n_path);
+	}
 	*d++ = '}';
 	if (d != p + total)
 		abort(); /* Measured and written lengths disagree: a bug. */

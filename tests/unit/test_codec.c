@@ -615,12 +615,13 @@ static void test_msg_split(void)
 /* The ok answer in a buffer of exactly its size, which is then full. */
 static frame_t *ok_frame(const char *id, size_t id_len, const char *mid)
 {
-	size_t n = codec_ok_mid_len(id, id_len, mid);
+	size_t mr, mj = jw_str_len(mid, &mr);
+	size_t n = codec_ok_mid_len(id, id_len, mj);
 	frame_t *f = frame_alloc_buf(frame_text_size(n));
 	char *d = frame_append_text(f, frame_text_size(n), n);
 
 	CHECK(d != NULL);
-	CHECK(codec_ok_mid_put(d, id, id_len, mid) == d + n);
+	CHECK(codec_ok_mid_put(d, id, id_len, mid, mr, mj) == d + n);
 	CHECK(frame_append_text(f, frame_text_size(n), 0) == NULL);
 	return f;
 }
@@ -653,11 +654,10 @@ static void test_ok_mid(void)
 	/* Many answers in one buffer: whole frames, back to back, until
 	 * the next does not fit. */
 	f = frame_alloc_buf(300);
-	for (char *d;
-	     (d = frame_append_text(f, 300, codec_ok_mid_len("7", 1, "01abc")));
+	for (char *d; (d = frame_append_text(f, 300, codec_ok_mid_len("7", 1, 7)));
 	     n++)
-		codec_ok_mid_put(d, "7", 1, "01abc");
-	CHECK_INT(n, 300 / frame_text_size(codec_ok_mid_len("7", 1, "01abc")));
+		codec_ok_mid_put(d, "7", 1, "01abc", 5, 7);
+	CHECK_INT(n, 300 / frame_text_size(codec_ok_mid_len("7", 1, 7)));
 	for (size_t i = 0; i < n; i++) {
 		size_t pl = f->data[at + 1];
 		json_error_t e;
@@ -758,6 +758,25 @@ static void test_fed_roundtrip(void)
 		      !memcmp(in.body_text, m->body, m->body_len));
 		fedcodec_free(&in);
 		frame_unref(f);
+	}
+	msg_unref(m);
+
+	/* This node's own message (path [origin], written from the
+	 * message's measured origin): the client frame plus the path. */
+	m = sample("forum/zev", "bot@a.example", 5, "[1]");
+	msg_set_path(m, NULL, 0, "a.example");
+	CHECK(m->plain && m->path == m->own_path);
+	{
+		frame_t *c = codec_msg(m, "1a-2b");
+		char want[512];
+
+		snprintf(want, sizeof want, "%.*s,\"path\":[\"a.example\"]}",
+			 (int)c->payload_len - 1, frame_payload(c));
+		f = fedcodec_msg(m, "1a-2b", 0);
+		CHECK_INT(f->payload_len, strlen(want));
+		CHECK(!memcmp(frame_payload(f), want, strlen(want)));
+		frame_unref(f);
+		frame_unref(c);
 	}
 	msg_unref(m);
 
