@@ -79,6 +79,10 @@ hub_t *hub_new(uv_loop_t *loop, config_t *cfg, const char *config_path)
 	h->mid_counter = h->mid_rand >> 24;
 	for (uint64_t i = 8, r = h->mid_rand; i-- > 0; r >>= 5)
 		h->mid_rand32[i] = b32[r & 31];
+	memcpy(h->mid_last + 10, h->mid_rand32, 8);
+	h->mid_last[26] = 0;
+	h->mid_last_ms = INT64_MIN; /* Nothing encoded yet. */
+	h->mid_last_hi = UINT64_MAX;
 	if (!log_level_parse(cfg->log_level, &lvl))
 		log_set_level(lvl);
 	return h;
@@ -111,15 +115,29 @@ void hub_free(hub_t *h)
  * the counter, and across nodes and restarts by the random part. */
 static void make_mid(hub_t *h, int64_t now_ms, char out[27])
 {
-	uint64_t t = (uint64_t)now_ms;
 	uint64_t lo = (h->mid_counter++ & 0xffffffffffull);
+	char *m = h->mid_last;
 
-	for (int i = 9; i >= 0; i--, t >>= 5)
-		out[i] = b32[t & 31];
-	memcpy(out + 10, h->mid_rand32, 8);
-	for (int i = 25; i >= 18; i--, lo >>= 5)
-		out[i] = b32[lo & 31];
-	out[26] = 0;
+	/* Consecutive mids share their time within a millisecond, and all
+	 * of the counter but its last digit 31 times in 32: only what
+	 * changed is encoded again (a publish makes one mid). */
+	if (now_ms != h->mid_last_ms) {
+		uint64_t t = (uint64_t)now_ms;
+
+		for (int i = 9; i >= 0; i--, t >>= 5)
+			m[i] = b32[t & 31];
+		h->mid_last_ms = now_ms;
+	}
+	if (lo >> 5 != h->mid_last_hi) {
+		uint64_t c = lo;
+
+		for (int i = 25; i >= 18; i--, c >>= 5)
+			m[i] = b32[c & 31];
+		h->mid_last_hi = lo >> 5;
+	} else {
+		m[25] = b32[lo & 31];
+	}
+	memcpy(out, m, 27);
 }
 
 int hub_mid_is_own(const hub_t *h, const char *mid)

@@ -91,6 +91,9 @@ typedef struct hub {
 	uint64_t mid_rand;    /* Random part of this process's mids. */
 	char mid_rand32[9];   /* The same as it stands in them. */
 	uint64_t mid_counter; /* Increments per mid. */
+	char mid_last[27];    /* The last mid made (make_mid). */
+	int64_t mid_last_ms;  /* Its milliseconds. */
+	uint64_t mid_last_hi; /* Its counter but the last digit. */
 	uint64_t started_ms;  /* Wall clock at start. */
 	hub_metrics_t m;      /* Counters. */
 } hub_t;
