@@ -1083,6 +1083,26 @@ static void test_i64(void)
 		snprintf(want, sizeof want, "%lld", (long long)vals[i]);
 		CHECK_STR(got, want);
 	}
+	/* Every magnitude, many values each (the 8-digit steps). */
+	{
+		long bad = 0;
+
+		for (long i = 0; i < 200000; i++) {
+			int64_t w;
+
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			w = (int64_t)(x >> (i % 64));
+			if (i & 1)
+				w = -w;
+			len = jw_i64(w, got);
+			got[len] = 0;
+			snprintf(want, sizeof want, "%lld", (long long)w);
+			bad += strcmp(got, want) != 0;
+		}
+		CHECK_INT(bad, 0);
+	}
 }
 
 /* A peer's msg with this mid and origin (also its path): accepted or
