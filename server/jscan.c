@@ -232,7 +232,7 @@ size_t jscan_plain_string(const char *s, size_t len, size_t *pos)
  * at s (x86: little-endian): the digits are moved up behind zeros, then
  * pairs, quads and the two halves are combined by multiplication, three
  * steps instead of a multiply-add per digit. */
-static uint64_t digits8(const char *s, size_t n)
+static uint64_t value8(const char *s, size_t n)
 {
 	uint64_t v;
 
@@ -263,9 +263,9 @@ int jscan_small_int(const char *s, size_t len, size_t *pos, int64_t *out)
 
 		if (!n || n > MAX_DIGITS || (s[q] == '0' && n > 1))
 			return 0;
-		v = n <= 8 ? (int64_t)digits8(s + q, n)
-			   : (int64_t)(digits8(s + q, n - 8) * 100000000u +
-				       digits8(s + q + n - 8, 8));
+		v = n <= 8 ? (int64_t)value8(s + q, n)
+			   : (int64_t)(value8(s + q, n - 8) * 100000000u +
+				       value8(s + q + n - 8, 8));
 		*out = q > *pos ? -v : v;
 		*pos = q + n;
 		return 1;

@@ -93,6 +93,7 @@ char *jw_str_put(char *d, const char *s, size_t raw, size_t n)
 	return d;
 }
 
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 /* The 8 decimal digits of x < 10^8, leading zeros included, as the bytes
  * of a little-endian word less '0' each (byte 0 the most significant
  * digit). Lanes of 32, 16 and 8 bits split by multiplying with
@@ -120,10 +121,12 @@ static size_t put_digits8(char *d, uint32_t x)
 	memcpy(d, tmp + lead, 8 - lead);
 	return 8 - lead;
 }
+#endif
 
 size_t jw_i64(int64_t v, char *buf)
 {
-	/* Two digits per division: a millisecond timestamp has 13. */
+	/* Beyond 16 digits (or on a big-endian machine), two digits per
+	 * division. */
 	static const char pairs[] = "00010203040506070809"
 				    "10111213141516171819"
 				    "20212223242526272829"
