@@ -4,6 +4,7 @@
 #ifndef PARLEY_TAP_H
 #define PARLEY_TAP_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -44,6 +45,16 @@ static int tap_pass, tap_fail;
 				b_ ? b_ : "(null)");                           \
 		}                                                              \
 	} while (0)
+
+/* Advances the xorshift64 state *x (nonzero) and returns it: the
+ * tests' reproducible stream of pseudo-random values. */
+static inline uint64_t tap_xorshift(uint64_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+	return *x;
+}
 
 static inline int tap_done(void)
 {

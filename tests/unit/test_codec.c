@@ -1072,9 +1072,7 @@ static void test_i64(void)
 		vals[n++] = -p;
 	}
 	while (n < sizeof vals / sizeof vals[0]) {
-		x ^= x << 13;
-		x ^= x >> 7;
-		x ^= x << 17;
+		tap_xorshift(&x);
 		vals[n++] = (int64_t)(x >> (x % 64));
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -1090,10 +1088,7 @@ static void test_i64(void)
 		for (long i = 0; i < 200000; i++) {
 			int64_t w;
 
-			x ^= x << 13;
-			x ^= x >> 7;
-			x ^= x << 17;
-			w = (int64_t)(x >> (i % 64));
+			w = (int64_t)(tap_xorshift(&x) >> (i % 64));
 			if (i & 1)
 				w = -w;
 			len = jw_i64(w, got);

@@ -190,9 +190,7 @@ static void test_churn(void)
 	for (int step = 0; step < 200000; step++) {
 		int k;
 
-		x ^= x << 13;
-		x ^= x >> 7;
-		x ^= x << 17;
+		tap_xorshift(&x);
 		/* Phases that favour puts, then deletes, move the count from
 		 * empty to full and back, so the table both grows and
 		 * shrinks. */
