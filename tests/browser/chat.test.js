@@ -181,6 +181,8 @@ async function main() {
     await carol.keyboard.type('Hi alice, carol here');
     await carol.keyboard.press('Enter');
     check(await waitText(alice, 'Hi alice, carol here'), 'alice sees carol\'s message (typed with the keyboard alone)');
+    // Alice's page seeing it says nothing of carol's own page: her echo may come later.
+    check(await waitText(carol, 'Hi alice, carol here'), 'carol sees her own message');
     let cm = await shown(carol);
     const fromCarol = cm.find((m) => m.text === 'Hi alice, carol here');
     check(fromCarol && fromCarol.from === CAROL && fromCarol.origin === NODE, 'carol\'s message shows carol@node and the node');
