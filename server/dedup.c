@@ -122,6 +122,11 @@ uint32_t dedup_hash(const char *id)
 	return (uint32_t)strmap_hash(id);
 }
 
+uint32_t dedup_hash_len(const char *id, size_t n)
+{
+	return (uint32_t)strmap_hash_len(id, n);
+}
+
 int dedup_seen(const dedup_t *d, const char *id, uint32_t h)
 {
 	int found;

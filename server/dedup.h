@@ -22,6 +22,9 @@ void dedup_free(dedup_t *d);
  * message cost a federated node ~5% of its instructions). */
 uint32_t dedup_hash(const char *id);
 
+/* dedup_hash of the n bytes at id (its length, measured already). */
+uint32_t dedup_hash_len(const char *id, size_t n);
+
 /* Returns 1 when id (hash h) is in the window, else 0. */
 int dedup_seen(const dedup_t *d, const char *id, uint32_t h);
 

@@ -65,6 +65,7 @@ typedef struct fed_link fed_link_t;
 typedef struct fed_peer {
 	fed_t *fed;		  /* Owner. */
 	char *name;		  /* Node name (owned). */
+	size_t name_len;	  /* Its bytes. */
 	const config_peer_t *cfg; /* Entry in the live configuration. */
 	enum peer_state state;	  /* Changed by peer_set_state only. */
 	char why[200];		  /* Last error or refusal. */
@@ -911,16 +912,24 @@ static void on_fed_stored(hub_t *h, int rc, uint64_t seq, void *ud)
 	free(st);
 }
 
+/* 1 when the a_len bytes at a are the b_len bytes at b. */
+static int same(const char *a, size_t a_len, const char *b, size_t b_len)
+{
+	return a_len == b_len && !memcmp(a, b, a_len);
+}
+
 /* A message from the peer: policy, loop and duplicate checks, then it is
  * stored and handled like any accepted message. mid_hash is in->mid's
- * dedup hash. */
+ * dedup hash. The decoder measured the strings: nothing here does again. */
 static void on_msg(fed_link_t *l, const fed_in_t *in, uint32_t mid_hash)
 {
 	fed_t *f = l->fed;
 	fed_peer_t *p = l->peer;
 	const config_patterns_t *im;
 	enum fed_drop why = FED_DROP__COUNT;
-	size_t flen = strlen(in->from), olen = strlen(in->origin);
+	size_t flen = in->from_len, olen = in->origin_len;
+	const char *self = me(f);
+	size_t self_len = strlen(self), last = in->n_path - 1;
 	char *body = NULL;
 	size_t blen;
 	msg_t *m;
@@ -930,7 +939,7 @@ static void on_msg(fed_link_t *l, const fed_in_t *in, uint32_t mid_hash)
 	/* The position advances even for dropped messages: they were
 	 * received, and replay must not send them again. */
 	if (!f->hub->cluster) {
-		size_t cl = strlen(in->cursor);
+		size_t cl = in->cursor_len;
 
 		if (cl >= sizeof p->rx_cursor)
 			cl = sizeof p->rx_cursor - 1; /* Decoders allow 64. */
@@ -938,19 +947,19 @@ static void on_msg(fed_link_t *l, const fed_in_t *in, uint32_t mid_hash)
 		p->rx_cursor[cl] = 0;
 		f->state_dirty = 1;
 	}
-	if (!strcmp(in->origin, me(f)))
+	if (same(in->origin, olen, self, self_len))
 		why = FED_DROP_LOOP;
 	for (size_t i = 0; i < in->n_path && why == FED_DROP__COUNT; i++)
-		if (!strcmp(in->path[i], me(f)))
+		if (same(in->path[i], in->path_len[i], self, self_len))
 			why = FED_DROP_LOOP;
 	if (why == FED_DROP__COUNT &&
-	    (strcmp(in->path[0], in->origin) ||
-	     strcmp(in->path[in->n_path - 1], p->name) || flen <= olen + 1 ||
-	     in->from[flen - olen - 1] != '@' ||
-	     strcmp(in->from + flen - olen, in->origin)))
+	    (!same(in->path[0], in->path_len[0], in->origin, olen) ||
+	     !same(in->path[last], in->path_len[last], p->name, p->name_len) ||
+	     flen <= olen + 1 || in->from[flen - olen - 1] != '@' ||
+	     memcmp(in->from + flen - olen, in->origin, olen)))
 		why = FED_DROP_INVALID;
 	if (why == FED_DROP__COUNT && !p->cfg->relay &&
-	    strcmp(in->origin, p->name))
+	    !same(in->origin, olen, p->name, p->name_len))
 		why = FED_DROP_RELAY;
 	if (why == FED_DROP__COUNT) {
 		im = &p->cfg->import_;
@@ -963,8 +972,9 @@ static void on_msg(fed_link_t *l, const fed_in_t *in, uint32_t mid_hash)
 	 * (hostile/02 tries): they are recognised by the random part every
 	 * mid of this process carries, so they need no place in the window
 	 * (adding each one cost a publishing node ~10%). */
-	if (why == FED_DROP__COUNT && (hub_mid_is_own(f->hub, in->mid) ||
-				       dedup_seen(f->dedup, in->mid, mid_hash)))
+	if (why == FED_DROP__COUNT &&
+	    (hub_mid_is_own(f->hub, in->mid, in->mid_len) ||
+	     dedup_seen(f->dedup, in->mid, mid_hash)))
 		why = FED_DROP_DUPLICATE;
 	if (why != FED_DROP__COUNT) {
 		p->st.dropped[why]++;
@@ -985,10 +995,21 @@ static void on_msg(fed_link_t *l, const fed_in_t *in, uint32_t mid_hash)
 		if (!body)
 			abort();
 	}
-	m = msg_new_path(in->topic, in->mid, in->origin, in->from, in->ts,
-			 body ? body : in->body_text,
-			 body ? blen : in->body_len, in->path, in->n_path,
-			 me(f));
+	msg_fields_t mf = {
+	    .topic = in->topic,
+	    .mid = in->mid,
+	    .origin = in->origin,
+	    .from = in->from,
+	    .topic_len = in->topic_len,
+	    .mid_len = in->mid_len,
+	    .origin_len = olen,
+	    .from_len = flen,
+	    .ts = in->ts,
+	    .body = body ? body : in->body_text,
+	    .body_len = body ? blen : in->body_len,
+	};
+	m = msg_new_fields(&mf, in->path, in->path_len, in->n_path, self,
+			   self_len);
 	free(body);
 	if (f->hub->cluster) {
 		struct fed_store *st = malloc(sizeof *st);
@@ -1013,7 +1034,8 @@ static void on_msg(fed_link_t *l, const fed_in_t *in, uint32_t mid_hash)
 
 /* A msg frame's mid before decoding (see fedcodec_peek_mid), copied to
  * out with its dedup hash in *h. Returns 0 when there is none. */
-static int peek_mid(const char *buf, size_t len, char *out, uint32_t *h)
+static int peek_mid(const char *buf, size_t len, char *out, size_t *out_len,
+		    uint32_t *h)
 {
 	size_t n;
 	const char *mid = fedcodec_peek_mid(buf, len, &n);
@@ -1022,7 +1044,8 @@ static int peek_mid(const char *buf, size_t len, char *out, uint32_t *h)
 		return 0;
 	memcpy(out, mid, n);
 	out[n] = 0;
-	*h = dedup_hash(out);
+	*out_len = n;
+	*h = dedup_hash_len(out, n);
 	return 1;
 }
 
@@ -1030,6 +1053,7 @@ static void on_frame(fed_link_t *l, const char *buf, size_t len)
 {
 	const char *reason = NULL;
 	char mid[FED_MID_MAX + 1] = "";
+	size_t mid_len = 0;
 	uint32_t mid_hash = 0;
 	fed_in_t in;
 	int rc;
@@ -1041,7 +1065,7 @@ static void on_frame(fed_link_t *l, const char *buf, size_t len)
 	 * (about 7% of a receiving node's time when it was loaded just
 	 * before the lookup): start loading it before the frame is decoded
 	 * and checked, which hides most of the wait. */
-	if (l->state == LINK_UP && peek_mid(buf, len, mid, &mid_hash))
+	if (l->state == LINK_UP && peek_mid(buf, len, mid, &mid_len, &mid_hash))
 		dedup_prefetch(l->fed->dedup, mid_hash);
 	rc = fedcodec_decode(buf, len, &in, &reason);
 	if (rc) {
@@ -1063,8 +1087,9 @@ static void on_frame(fed_link_t *l, const char *buf, size_t len)
 	case FED_MSG:
 		if (l->state == LINK_UP)
 			on_msg(l, &in,
-			       strcmp(mid, in.mid) ? dedup_hash(in.mid)
-						   : mid_hash);
+			       same(mid, mid_len, in.mid, in.mid_len)
+				   ? mid_hash
+				   : dedup_hash_len(in.mid, in.mid_len));
 		break;
 	case FED_GAP:
 		if (l->peer) {
@@ -1549,6 +1574,7 @@ static fed_peer_t *peer_new(fed_t *f, const config_peer_t *pc)
 	p->name = strdup(pc->name);
 	if (!p->name)
 		abort();
+	p->name_len = strlen(p->name);
 	p->cfg = pc;
 	uv_timer_init(f->hub->loop, &p->timer);
 	p->timer.data = p;

@@ -46,13 +46,19 @@ typedef struct fed_in {
 	const char **path;  /* msg: node names (array owned unless it is
 			       path_buf; strings not). */
 	size_t n_path;	    /* msg: entries of path. */
+	/* msg: the bytes of topic, mid, origin, from and cursor, without
+	 * their NULs (the decoders measured them; the checks and the
+	 * message need them). */
+	size_t topic_len, mid_len, origin_len, from_len, cursor_len;
 	const char *after;  /* gap: the cursor that was asked for. */
 	json_t *joined;	    /* presence: array of identity strings. */
 	json_t *left;	    /* presence: array of identity strings. */
 	json_int_t t;	    /* ping/pong: the sender's clock. */
 	/* Last, and not cleared by the decoders: path's storage when the
-	 * layout decoder fills it, so that a msg costs no allocation. */
+	 * layout decoder fills it, so that a msg costs no allocation, and
+	 * the bytes of each of path's names (msg, any decoder). */
 	const char *path_buf[FED_PATH_MAX_NODES];
+	size_t path_len[FED_PATH_MAX_NODES];
 } fed_in_t;
 
 /* Where the mid of a msg frame in fedcodec_msg's layout is, before

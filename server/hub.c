@@ -140,9 +140,9 @@ static void make_mid(hub_t *h, int64_t now_ms, char out[27])
 	memcpy(out, m, 27);
 }
 
-int hub_mid_is_own(const hub_t *h, const char *mid)
+int hub_mid_is_own(const hub_t *h, const char *mid, size_t len)
 {
-	return strlen(mid) == 26 && !memcmp(mid + 10, h->mid_rand32, 8);
+	return len == 26 && !memcmp(mid + 10, h->mid_rand32, 8);
 }
 
 /* Router callback: queues the message once per session, however many of

@@ -132,8 +132,9 @@ int64_t hub_now_ms(void);
 int hub_new_msg(hub_t *h, const char *topic, const char *from, const char *body,
 		size_t body_len, msg_t **out);
 
-/* Returns 1 when mid was made by this process (by hub_new_msg). */
-int hub_mid_is_own(const hub_t *h, const char *mid);
+/* Returns 1 when mid (len bytes) was made by this process (by
+ * hub_new_msg). */
+int hub_mid_is_own(const hub_t *h, const char *mid, size_t len);
 
 /* Queues a live message's frame to every local session subscribed to
  * topic (once per session); hash is strmap_hash(topic). */

@@ -154,72 +154,84 @@ const char *frame_payload(const frame_t *f)
 	return (const char *)f->data + (f->len - f->payload_len);
 }
 
+/* The length of path entry i of prev (n nodes) + self: from lens when
+ * the caller measured them (lens[n] is never read: self_len is). */
+static size_t path_len_at(const char *const *prev, const size_t *lens, size_t n,
+			  const char *self, size_t self_len, size_t i)
+{
+	if (i == n)
+		return self_len;
+	return lens ? lens[i] : strlen(prev[i]);
+}
+
 /* Bytes the names of the path prev (n nodes) + self take, NULs included. */
-static size_t path_names_len(const char *const *prev, size_t n,
-			     const char *self)
+static size_t path_names_len(const char *const *prev, const size_t *lens,
+			     size_t n, const char *self, size_t self_len)
 {
 	size_t bytes = 0;
 
 	for (size_t i = 0; i <= n; i++)
-		bytes += strlen(i < n ? prev[i] : self) + 1;
+		bytes += path_len_at(prev, lens, n, self, self_len, i) + 1;
 	return bytes;
 }
 
 /* Writes the path prev (n nodes) + self: its n + 1 pointers at pv, the
  * names they point to at d. */
-static void path_put(char **pv, char *d, const char *const *prev, size_t n,
-		     const char *self)
+static void path_put(char **pv, char *d, const char *const *prev,
+		     const size_t *lens, size_t n, const char *self,
+		     size_t self_len)
 {
 	for (size_t i = 0; i <= n; i++) {
 		const char *s = i < n ? prev[i] : self;
-		size_t l = strlen(s) + 1;
+		size_t l = path_len_at(prev, lens, n, self, self_len, i) + 1;
 
 		pv[i] = memcpy(d, s, l);
 		d += l;
 	}
 }
 
-msg_t *msg_new_path(const char *topic, const char *mid, const char *origin,
-		    const char *from, int64_t ts, const char *body,
-		    size_t body_len, const char *const *prev, size_t n,
-		    const char *self)
+msg_t *msg_new_fields(const msg_fields_t *f, const char *const *prev,
+		      const size_t *prev_len, size_t n, const char *self,
+		      size_t self_len)
 {
 	/* One allocation: the struct, the path's pointers, the strings and
 	 * the path's names, then the client frame's struct, LWS_PRE
 	 * headroom, room for its header and JSON head, and the body with the
 	 * payload's closing brace. The body is copied once, and neither the
 	 * path nor the frame costs an allocation of its own. */
-	size_t lt = strlen(topic) + 1, lm = strlen(mid) + 1;
-	size_t lo = strlen(origin) + 1, lf = strlen(from) + 1;
+	size_t lt = f->topic_len + 1, lm = f->mid_len + 1;
+	size_t lo = f->origin_len + 1, lf = f->from_len + 1;
 	/* This node's own message has the path [origin]: own_path. */
-	int own = self && !n && !strcmp(self, origin);
+	int own = self && !n && self_len == f->origin_len &&
+		  !memcmp(self, f->origin, self_len);
 	size_t np = self && !own ? n + 1 : 0, names = 0;
 	size_t strs, at, room = MSG_HEAD_ROOM + lt + lm + lo + lf;
 	char **pv, *p;
 	msg_t *m;
 
 	if (np)
-		names = path_names_len(prev, n, self);
+		names = path_names_len(prev, prev_len, n, self, self_len);
 	strs = sizeof(msg_t) + np * sizeof(char *) + lt + lm + lo + lf + names;
 	at = (strs + _Alignof(frame_t) - 1) & ~(_Alignof(frame_t) - 1);
-	m = malloc(at + sizeof(frame_t) + LWS_PRE + room + body_len + 1);
+	m = malloc(at + sizeof(frame_t) + LWS_PRE + room + f->body_len + 1);
 	if (!m)
 		abort();
 	pv = (char **)(m + 1);
 	p = (char *)(pv + np);
 	m->refs = 1;
 	m->seq = 0;
-	m->ts = ts;
+	m->ts = f->ts;
 	m->frame = NULL;
 	m->fed_frame[0] = m->fed_frame[1] = NULL;
-	m->topic = memcpy(p, topic, lt);
+	/* Each string with its NUL: the caller vouches for it. */
+	m->topic = memcpy(p, f->topic, lt);
 	m->topic_hash = strmap_hash_len(m->topic, lt - 1);
 	p += lt;
-	m->mid = memcpy(p, mid, lm);
+	m->mid = memcpy(p, f->mid, lm);
 	p += lm;
-	m->origin = memcpy(p, origin, lo);
+	m->origin = memcpy(p, f->origin, lo);
 	p += lo;
-	m->from = memcpy(p, from, lf);
+	m->from = memcpy(p, f->from, lf);
 	/* The four strings lie back to back: one scan finds whether any of
 	 * them needs escaping. */
 	m->plain = lt <= UINT16_MAX && lm <= UINT16_MAX && lo <= UINT16_MAX &&
@@ -230,7 +242,7 @@ msg_t *msg_new_path(const char *topic, const char *mid, const char *origin,
 	m->slen[2] = (uint16_t)(lo - 1);
 	m->slen[3] = (uint16_t)(lf - 1);
 	if (np)
-		path_put(pv, p + lf, prev, n, self);
+		path_put(pv, p + lf, prev, prev_len, n, self, self_len);
 	m->path_alloc = 0;
 	m->path = own ? m->own_path : np ? pv : NULL;
 	m->n_path = own ? 1 : np;
@@ -238,11 +250,33 @@ msg_t *msg_new_path(const char *topic, const char *mid, const char *origin,
 	m->own = (frame_t *)((char *)m + at);
 	frame_init(m->own, NULL, 0, 0, m);
 	p = (char *)(m->own + 1) + LWS_PRE + room;
-	memcpy(p, body, body_len);
-	p[body_len] = '}';
+	memcpy(p, f->body, f->body_len);
+	p[f->body_len] = '}';
 	m->body = p;
-	m->body_len = body_len;
+	m->body_len = f->body_len;
 	return m;
+}
+
+msg_t *msg_new_path(const char *topic, const char *mid, const char *origin,
+		    const char *from, int64_t ts, const char *body,
+		    size_t body_len, const char *const *prev, size_t n,
+		    const char *self)
+{
+	msg_fields_t f = {
+	    .topic = topic,
+	    .mid = mid,
+	    .origin = origin,
+	    .from = from,
+	    .topic_len = strlen(topic),
+	    .mid_len = strlen(mid),
+	    .origin_len = strlen(origin),
+	    .from_len = strlen(from),
+	    .ts = ts,
+	    .body = body,
+	    .body_len = body_len,
+	};
+
+	return msg_new_fields(&f, prev, NULL, n, self, self ? strlen(self) : 0);
 }
 
 msg_t *msg_new(const char *topic, const char *mid, const char *origin,
@@ -292,6 +326,7 @@ msg_t **msg_array_push(msg_t **v, size_t *n, size_t *cap, msg_t *m)
 void msg_set_path(msg_t *m, const char *const *prev, size_t n, const char *self)
 {
 	/* One allocation: the pointer array, then the names. */
+	size_t self_len = strlen(self);
 	char **p;
 
 	if (!n && !strcmp(self, m->origin)) {
@@ -303,10 +338,11 @@ void msg_set_path(msg_t *m, const char *const *prev, size_t n, const char *self)
 		return;
 	}
 
-	p = malloc((n + 1) * sizeof(char *) + path_names_len(prev, n, self));
+	p = malloc((n + 1) * sizeof(char *) +
+		   path_names_len(prev, NULL, n, self, self_len));
 	if (!p)
 		abort();
-	path_put(p, (char *)(p + n + 1), prev, n, self);
+	path_put(p, (char *)(p + n + 1), prev, NULL, n, self, self_len);
 	if (m->path_alloc)
 		free(m->path);
 	m->path_alloc = 1;

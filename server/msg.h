@@ -119,6 +119,22 @@ msg_t *msg_new_path(const char *topic, const char *mid, const char *origin,
 		    size_t body_len, const char *const *prev, size_t n,
 		    const char *self);
 
+/* A new message's fields, its strings with their lengths (bytes, without
+ * the NUL each must end with), for a caller that measured them already. */
+typedef struct msg_fields {
+	const char *topic, *mid, *origin, *from;
+	size_t topic_len, mid_len, origin_len, from_len;
+	int64_t ts;
+	const char *body;
+	size_t body_len;
+} msg_fields_t;
+
+/* msg_new_path from measured fields. prev_len[i] is the length of prev[i]
+ * (prev_len NULL: they are measured here); self_len that of self. */
+msg_t *msg_new_fields(const msg_fields_t *f, const char *const *prev,
+		      const size_t *prev_len, size_t n, const char *self,
+		      size_t self_len);
+
 /* Returns the frame inside m's allocation, with a new reference, set up
  * for a text payload of len bytes whose last body_len + 1 bytes are the
  * body and '}' already in place; the caller writes the len - body_len - 1

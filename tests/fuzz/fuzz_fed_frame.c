@@ -1,7 +1,7 @@
 /* fuzz_fed_frame.c: the parley.fed.v1 frame decoder (what a hostile peer
  * controls). Besides surviving any input, the fast msg decoder must agree
  * with the full one: what it accepts, Jansson accepts too, with the same
- * fields and an equal body. */
+ * fields, the same lengths and an equal body. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,8 +22,13 @@ static void check_fast(const char *data, size_t size, const fed_in_t *in)
 	    full.ts != in->ts || full.n_path != in->n_path)
 		abort();
 	for (size_t i = 0; i < in->n_path; i++)
-		if (strcmp(full.path[i], in->path[i]))
+		if (strcmp(full.path[i], in->path[i]) ||
+		    full.path_len[i] != in->path_len[i])
 			abort();
+	if (full.topic_len != in->topic_len || full.mid_len != in->mid_len ||
+	    full.origin_len != in->origin_len ||
+	    full.from_len != in->from_len || full.cursor_len != in->cursor_len)
+		abort();
 	if (!in->body_len || (unsigned char)in->body_text[0] <= ' ' ||
 	    (unsigned char)in->body_text[in->body_len - 1] <= ' ')
 		abort(); /* The value's own bytes, nothing around them. */
@@ -42,8 +47,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (!fedcodec_decode((const char *)data, size, &in, &reason) &&
 	    in.op == FED_MSG) {
-		for (size_t i = 0; i < in.n_path; i++)
-			total += strlen(in.path[i]);
+		/* Every decoder measures what it decoded. */
+		if (in.topic_len != strlen(in.topic) ||
+		    in.mid_len != strlen(in.mid) ||
+		    in.origin_len != strlen(in.origin) ||
+		    in.from_len != strlen(in.from) ||
+		    in.cursor_len != strlen(in.cursor))
+			abort();
+		for (size_t i = 0; i < in.n_path; i++) {
+			if (in.path_len[i] != strlen(in.path[i]))
+				abort();
+			total += in.path_len[i];
+		}
 		if (in.body_text)
 			check_fast((const char *)data, size, &in);
 	}

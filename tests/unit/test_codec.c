@@ -715,6 +715,59 @@ static void test_path(void)
 			 0, NULL);
 	CHECK(m->path == NULL && m->n_path == 0);
 	msg_unref(m);
+
+	/* From measured fields (what a receiving node does): the lengths
+	 * are taken as given, and the result is msg_new_path's. */
+	{
+		const size_t prev_len[] = {9, 9};
+		msg_fields_t mf = {
+		    .topic = "t/u",
+		    .topic_len = 3,
+		    .mid = "m1",
+		    .mid_len = 2,
+		    .origin = "x.example",
+		    .origin_len = 9,
+		    .from = "u@x.example",
+		    .from_len = 11,
+		    .ts = 7,
+		    .body = "[1]",
+		    .body_len = 3,
+		};
+		msg_t *w = msg_new_path("t/u", "m1", "x.example", "u@x.example",
+					7, "[1]", 3, prev, 2, "c.example");
+		frame_t *fm, *fw;
+
+		m = msg_new_fields(&mf, prev, prev_len, 2, "c.example", 9);
+		CHECK_INT(m->n_path, 3);
+		CHECK(m->path != m->own_path);
+		for (size_t i = 0; i < 3; i++)
+			CHECK_STR(m->path[i], w->path[i]);
+		CHECK(m->plain && w->plain);
+		CHECK(!memcmp(m->slen, w->slen, sizeof m->slen));
+		CHECK_INT(m->topic_hash, w->topic_hash);
+		fm = codec_msg(m, "c1");
+		fw = codec_msg(w, "c1");
+		CHECK(fm->payload_len == fw->payload_len &&
+		      !memcmp(frame_payload(fm), frame_payload(fw),
+			      fm->payload_len));
+		frame_unref(fm);
+		frame_unref(fw);
+		msg_unref(m);
+		msg_unref(w);
+		/* The own path needs self to be the origin: equal lengths
+		 * alone, or a prefix, are not enough. */
+		m = msg_new_fields(&mf, NULL, NULL, 0, "x.example", 9);
+		CHECK(m->path == m->own_path && m->n_path == 1);
+		msg_unref(m);
+		m = msg_new_fields(&mf, NULL, NULL, 0, "y.example", 9);
+		CHECK(m->path != m->own_path && m->n_path == 1);
+		CHECK_STR(m->path[0], "y.example");
+		msg_unref(m);
+		m = msg_new_fields(&mf, NULL, NULL, 0, "x.exampl", 8);
+		CHECK(m->path != m->own_path && m->n_path == 1);
+		CHECK_STR(m->path[0], "x.exampl");
+		msg_unref(m);
+	}
 }
 
 /* A federation msg frame read back by the fast decoder, and frames it
@@ -867,6 +920,22 @@ static int fed_both(const char *buf)
 			how = -1;
 		for (size_t i = 0; how >= 0 && i < in.n_path; i++)
 			if (strcmp(in.path[i], full.path[i]))
+				how = -1;
+		/* The lengths the checks and the message rely on. */
+		if (in.topic_len != strlen(in.topic) ||
+		    in.mid_len != strlen(in.mid) ||
+		    in.origin_len != strlen(in.origin) ||
+		    in.from_len != strlen(in.from) ||
+		    in.cursor_len != strlen(in.cursor) ||
+		    full.topic_len != in.topic_len ||
+		    full.mid_len != in.mid_len ||
+		    full.origin_len != in.origin_len ||
+		    full.from_len != in.from_len ||
+		    full.cursor_len != in.cursor_len)
+			how = -1;
+		for (size_t i = 0; how >= 0 && i < in.n_path; i++)
+			if (in.path_len[i] != strlen(in.path[i]) ||
+			    full.path_len[i] != in.path_len[i])
 				how = -1;
 		json_decref(body);
 	}
@@ -1147,6 +1216,33 @@ static void test_fed_names(void)
 	CHECK(!fed_names_ok("m", "a_b.example"));
 	CHECK(!fed_names_ok("m", ""));
 	CHECK(!fed_names_ok("m", "caf\xc3\xa9.example"));
+	/* Every byte at the start, inside and at the end of a mid and of a
+	 * node name: taken exactly when the rules allow it. */
+	{
+		long bad = 0;
+
+		for (int c = 1; c < 256; c++) {
+			int mid_c =
+			    (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			    (c >= '0' && c <= '9') || c == '-' || c == '_';
+			int node_c = (c >= 'a' && c <= 'z') ||
+				     (c >= '0' && c <= '9') || c == '-' ||
+				     c == '.';
+
+			if (c == '"' || c == '\\')
+				continue; /* Would end or escape the string. */
+			for (int at = 0; at < 3; at++) {
+				char mid[] = "mid0123456789abcdefg";
+				char node[] = "node.example";
+
+				mid[at == 0 ? 0 : at == 1 ? 9 : 19] = (char)c;
+				node[at == 0 ? 0 : at == 1 ? 5 : 11] = (char)c;
+				bad += fed_names_ok(mid, "a.example") != mid_c;
+				bad += fed_names_ok("m", node) != node_c;
+			}
+		}
+		CHECK_INT(bad, 0);
+	}
 }
 
 int main(void)
