@@ -486,10 +486,11 @@ int client_publish_text(hub_t *h, auth_user_t *user, const char *topic,
 			const char *body, size_t body_len, client_done_fn done,
 			void *ud, const char **reason)
 {
+	size_t topic_len = strlen(topic);
 	msg_t *m;
 	int rc;
 
-	if (topic_validate(topic, strlen(topic))) {
+	if (topic_validate(topic, topic_len)) {
 		*reason = "invalid topic";
 		return PE_BAD_TOPIC;
 	}
@@ -508,7 +509,7 @@ int client_publish_text(hub_t *h, auth_user_t *user, const char *topic,
 		*reason = "body too large";
 		return PE_TOO_LARGE;
 	}
-	rc = hub_new_msg(h, topic, user->ident, body, body_len, &m);
+	rc = hub_new_msg(h, topic, topic_len, user->ident, body, body_len, &m);
 	if (rc) {
 		*reason = rc == PE_TOO_MANY  ? "too many topics held"
 			  : h->shutting_down ? "the hub is shutting down"

@@ -207,12 +207,22 @@ int hub_accept(hub_t *h, msg_t *m)
 	return 0;
 }
 
-int hub_new_msg(hub_t *h, const char *topic, const char *from, const char *body,
-		size_t body_len, msg_t **out)
+int hub_new_msg(hub_t *h, const char *topic, size_t topic_len, const char *from,
+		const char *body, size_t body_len, msg_t **out)
 {
 	char mid[27];
 	int64_t now = hub_now_ms();
-	msg_t *m;
+	const char *node = h->cfg->node;
+	msg_fields_t f = {
+	    .topic = topic,
+	    .topic_len = topic_len,
+	    .mid = mid,
+	    .mid_len = sizeof mid - 1,
+	    .from = from,
+	    .ts = now,
+	    .body = body,
+	    .body_len = body_len,
+	};
 
 	if (h->shutting_down)
 		return PE_UNAVAILABLE;
@@ -226,9 +236,11 @@ int hub_new_msg(hub_t *h, const char *topic, const char *from, const char *body,
 	    !history_has_topic(h->history, topic))
 		return PE_TOO_MANY;
 	make_mid(h, now, mid);
-	m = msg_new_path(topic, mid, h->cfg->node, from, now, body, body_len,
-			 NULL, 0, h->cfg->node);
-	*out = m;
+	f.origin = node;
+	f.origin_len = strlen(node);
+	f.from_len = strlen(from);
+	/* Its own message: the path is [origin], inside the message. */
+	*out = msg_new_fields(&f, NULL, NULL, 0, node, f.origin_len);
 	return 0;
 }
 

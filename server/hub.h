@@ -124,13 +124,14 @@ void hub_free(hub_t *h);
 /* Returns the current wall-clock time in milliseconds. */
 int64_t hub_now_ms(void);
 
-/* Builds a new message authored by from on this node (mid, ts and path
- * set; nothing stored): checks nothing about the author (callers check
- * permissions and limits) but refuses while shutting down or above the
- * memory high-water mark (PE_UNAVAILABLE), and a new topic beyond
- * limits.max_topics (PE_TOO_MANY). Returns 0 and *out (a reference). */
-int hub_new_msg(hub_t *h, const char *topic, const char *from, const char *body,
-		size_t body_len, msg_t **out);
+/* Builds a new message on topic (topic_len bytes) authored by from on
+ * this node (mid, ts and path set; nothing stored): checks nothing about
+ * the author (callers check permissions and limits) but refuses while
+ * shutting down or above the memory high-water mark (PE_UNAVAILABLE), and
+ * a new topic beyond limits.max_topics (PE_TOO_MANY). Returns 0 and *out
+ * (a reference). */
+int hub_new_msg(hub_t *h, const char *topic, size_t topic_len, const char *from,
+		const char *body, size_t body_len, msg_t **out);
 
 /* Returns 1 when mid (len bytes) was made by this process (by
  * hub_new_msg). */
