@@ -292,10 +292,12 @@ static frame_t *fed_frame(fed_t *f, msg_t *m, int masked)
 		/* A stored message's client frame already holds its cursor,
 		 * which fedcodec_msg copies: only a message without one
 		 * needs it formatted. */
-		if (!m->frame && f->hub->cluster)
-			cluster_cursor(f->hub->cluster, m->seq, cursor);
-		else if (!m->frame)
-			history_cursor(f->hub->history, m->seq, cursor);
+		if (!m->frame) {
+			if (f->hub->cluster)
+				cluster_cursor(f->hub->cluster, m->seq, cursor);
+			else
+				history_cursor(f->hub->history, m->seq, cursor);
+		}
 		m->fed_frame[masked] = fedcodec_msg(m, cursor, masked);
 	}
 	return m->fed_frame[masked];

@@ -213,16 +213,6 @@ int hub_new_msg(hub_t *h, const char *topic, size_t topic_len, const char *from,
 	char mid[27];
 	int64_t now = hub_now_ms();
 	const char *node = h->cfg->node;
-	msg_fields_t f = {
-	    .topic = topic,
-	    .topic_len = topic_len,
-	    .mid = mid,
-	    .mid_len = sizeof mid - 1,
-	    .from = from,
-	    .ts = now,
-	    .body = body,
-	    .body_len = body_len,
-	};
 
 	if (h->shutting_down)
 		return PE_UNAVAILABLE;
@@ -236,9 +226,19 @@ int hub_new_msg(hub_t *h, const char *topic, size_t topic_len, const char *from,
 	    !history_has_topic(h->history, topic))
 		return PE_TOO_MANY;
 	make_mid(h, now, mid);
-	f.origin = node;
-	f.origin_len = strlen(node);
-	f.from_len = strlen(from);
+	msg_fields_t f = {
+	    .topic = topic,
+	    .topic_len = topic_len,
+	    .mid = mid,
+	    .mid_len = sizeof mid - 1,
+	    .origin = node,
+	    .origin_len = strlen(node),
+	    .from = from,
+	    .from_len = strlen(from),
+	    .ts = now,
+	    .body = body,
+	    .body_len = body_len,
+	};
 	/* Its own message: the path is [origin], inside the message. */
 	*out = msg_new_fields(&f, NULL, NULL, 0, node, f.origin_len);
 	return 0;
