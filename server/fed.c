@@ -817,6 +817,7 @@ static void link_attach(fed_link_t *l, fed_peer_t *p)
 	l->peer = p;
 	l->out.bytes_out = p ? &p->st.bytes_out : NULL;
 	l->out.writes = p ? &p->st.writes : NULL;
+	l->out.batches = p ? &p->st.batches_out : NULL;
 }
 
 /* Sends our hello: our position in the peer's order. */
@@ -870,6 +871,10 @@ static void on_hello(fed_link_t *l, const fed_in_t *in)
 	p->link = l;
 	if (!l->outgoing)
 		link_hello(l);
+	/* Messages queued together from now on go as one frame. */
+	if (in->batch)
+		outq_set_batch(&l->out, FED_BATCH_OPEN, FED_BATCH_CLOSE,
+			       FED_BATCH_MAX);
 	link_set_state(l, LINK_UP);
 	p->attempt = 0;
 	p->st.connects++;
@@ -1036,47 +1041,105 @@ static void on_msg(fed_link_t *l, const fed_in_t *in, uint32_t mid_hash)
 
 /* A msg frame's mid before decoding (see fedcodec_peek_mid), copied to
  * out with its dedup hash in *h. Returns 0 when there is none. */
-static int peek_mid(const char *buf, size_t len, char *out, size_t *out_len,
-		    uint32_t *h)
-{
-	size_t n;
-	const char *mid = fedcodec_peek_mid(buf, len, &n);
+/* The mid of a msg frame in the layout, found before it is decoded so
+ * that its dedup slot can be loaded early. */
+typedef struct peeked {
+	char mid[FED_MID_MAX + 1];
+	size_t len;
+	uint32_t hash;
+	int ok; /* 0: nothing peeked. */
+} peeked_t;
 
-	if (!mid || n > FED_MID_MAX)
-		return 0;
-	memcpy(out, mid, n);
-	out[n] = 0;
-	*out_len = n;
-	*h = dedup_hash_len(out, n);
-	return 1;
+static void peek_at(fed_link_t *l, const char *mid, size_t n, peeked_t *pk)
+{
+	pk->ok = 0;
+	/* A message's dedup slot is a cache miss in a table of megabytes
+	 * (about 7% of a receiving node's time when it was loaded just
+	 * before the lookup): start loading it before the frame is decoded
+	 * and checked, which hides most of the wait. */
+	if (l->state != LINK_UP || !mid || n > FED_MID_MAX)
+		return;
+	memcpy(pk->mid, mid, n);
+	pk->mid[n] = 0;
+	pk->len = n;
+	pk->hash = dedup_hash_len(pk->mid, n);
+	pk->ok = 1;
+	dedup_prefetch(l->fed->dedup, pk->hash);
+}
+
+/* The hash of a decoded msg's mid: the peeked one when it is that mid. */
+static uint32_t mid_hash(const peeked_t *pk, const fed_in_t *in)
+{
+	return pk->ok && same(pk->mid, pk->len, in->mid, in->mid_len)
+		   ? pk->hash
+		   : dedup_hash_len(in->mid, in->mid_len);
+}
+
+/* A frame (or an element of a batch) that did not decode. */
+static void frame_bad(fed_link_t *l, int rc, const char *reason)
+{
+	if (l->peer)
+		l->peer->st.dropped[FED_DROP_INVALID]++;
+	log_warn("fed_bad_frame", "peer=%s code=%s reason=%s", log_str(l->who),
+		 parley_errcode(rc), log_str(reason));
+	if (++l->bad_frames >= MAX_BAD_FRAMES)
+		link_kill(l, "too many bad frames");
+}
+
+/* The msg frames of a batch, in order, each as if it came alone. */
+static void on_batch(fed_link_t *l, fed_batch_t *b)
+{
+	peeked_t pk, cur;
+	size_t n = 0;
+
+	if (l->peer)
+		l->peer->st.batches_in++;
+	peek_at(l, fedcodec_batch_peek_mid(b, &n), n, &pk);
+	while (l->state != LINK_DEAD) {
+		const char *reason = NULL;
+		fed_in_t in;
+		int rc, r = fedcodec_batch_next(b, &in, &rc, &reason);
+
+		if (r < 0)
+			frame_bad(l, PE_BAD_JSON, reason);
+		if (r <= 0)
+			break;
+		/* The next element's slot loads while this one is stored. */
+		cur = pk;
+		peek_at(l, fedcodec_batch_peek_mid(b, &n), n, &pk);
+		if (rc) {
+			frame_bad(l, rc, reason);
+		} else {
+			l->bad_frames = 0;
+			if (l->state == LINK_UP)
+				on_msg(l, &in, mid_hash(&cur, &in));
+		}
+		fedcodec_free(&in);
+	}
+	fedcodec_batch_end(b);
 }
 
 static void on_frame(fed_link_t *l, const char *buf, size_t len)
 {
-	const char *reason = NULL;
-	char mid[FED_MID_MAX + 1] = "";
-	size_t mid_len = 0;
-	uint32_t mid_hash = 0;
+	const char *reason = NULL, *mid;
+	fed_batch_t b;
+	peeked_t pk;
+	size_t n = 0;
 	fed_in_t in;
 	int rc;
 
 	l->last_rx = now(l->fed);
 	if (l->peer)
 		l->peer->st.bytes_in += len;
-	/* A message's dedup slot is a cache miss in a table of megabytes
-	 * (about 7% of a receiving node's time when it was loaded just
-	 * before the lookup): start loading it before the frame is decoded
-	 * and checked, which hides most of the wait. */
-	if (l->state == LINK_UP && peek_mid(buf, len, mid, &mid_len, &mid_hash))
-		dedup_prefetch(l->fed->dedup, mid_hash);
+	if (fedcodec_batch_begin(&b, buf, len)) {
+		on_batch(l, &b);
+		return;
+	}
+	mid = fedcodec_peek_mid(buf, len, &n);
+	peek_at(l, mid, n, &pk);
 	rc = fedcodec_decode(buf, len, &in, &reason);
 	if (rc) {
-		if (l->peer)
-			l->peer->st.dropped[FED_DROP_INVALID]++;
-		log_warn("fed_bad_frame", "peer=%s code=%s reason=%s",
-			 log_str(l->who), parley_errcode(rc), log_str(reason));
-		if (++l->bad_frames >= MAX_BAD_FRAMES)
-			link_kill(l, "too many bad frames");
+		frame_bad(l, rc, reason);
 		fedcodec_free(&in);
 		return;
 	}
@@ -1088,10 +1151,12 @@ static void on_frame(fed_link_t *l, const char *buf, size_t len)
 		break;
 	case FED_MSG:
 		if (l->state == LINK_UP)
-			on_msg(l, &in,
-			       same(mid, mid_len, in.mid, in.mid_len)
-				   ? mid_hash
-				   : dedup_hash_len(in.mid, in.mid_len));
+			on_msg(l, &in, mid_hash(&pk, &in));
+		break;
+	case FED_BATCH:
+		/* Another layout than ours: read from the tree. */
+		fedcodec_batch_tree(&b, &in);
+		on_batch(l, &b);
 		break;
 	case FED_GAP:
 		if (l->peer) {

@@ -30,6 +30,8 @@ typedef struct fed_stats {
 	uint64_t bytes_in;  /* Frame bytes received. */
 	uint64_t bytes_out; /* Bytes written. */
 	uint64_t writes;    /* Batched writes. */
+	uint64_t batches_in;  /* Batch frames received. */
+	uint64_t batches_out; /* Batch frames written. */
 	uint64_t replayed;  /* Messages sent as replay. */
 	uint64_t gaps;	    /* Gaps the peer reported to us. */
 	uint64_t connects;  /* Links that reached "up". */

@@ -383,19 +383,23 @@ static int lay_str(const char *s, size_t len, size_t *p, char **dst,
  * this is every frame a parleyd peer sends, and it costs a fraction of
  * walking the object member by member. Returns 1 with in filled, or 0
  * for anything else: the member walk (fast_msg) and then the full
- * decoder take it from the start. */
-static int layout_msg(const char *buf, size_t len, fed_in_t *in)
+ * decoder take it from the start. The strings go to dst (len + 1
+ * bytes), or to in->strings when dst is NULL. With used, the object may
+ * end before len (an element of a batch): *used is where it ends. */
+static int layout_msg(const char *buf, size_t len, fed_in_t *in, char *dst,
+		      size_t *used)
 {
 	size_t p = 0;
 	const char *why;
-	char *dst;
 
 	if (!JSCAN_LIT(buf, len, &p, LAYOUT_HEAD))
 		return 0;
 	/* Unescaped strings shrink when copied (quotes become one NUL). */
-	in->strings = dst = malloc(len + 1);
-	if (!dst)
-		abort();
+	if (!dst) {
+		in->strings = dst = malloc(len + 1);
+		if (!dst)
+			abort();
+	}
 	if (!lay_str(buf, len, &p, &dst, &in->topic, &in->topic_len) ||
 	    !JSCAN_LIT(buf, len, &p, LAYOUT_MID) ||
 	    !lay_str(buf, len, &p, &dst, &in->mid, &in->mid_len) ||
@@ -425,8 +429,10 @@ static int layout_msg(const char *buf, size_t len, fed_in_t *in)
 			return 0;
 		in->n_path++;
 	} while (JSCAN_LIT(buf, len, &p, ",\""));
-	if (!JSCAN_LIT(buf, len, &p, "]}") || p != len)
+	if (!JSCAN_LIT(buf, len, &p, "]}") || (used ? 0 : p != len))
 		return 0;
+	if (used)
+		*used = p;
 	in->op = FED_MSG;
 	return check_msg(in, &why) == 0;
 }
@@ -447,7 +453,7 @@ int fedcodec_decode(const char *buf, size_t len, fed_in_t *in,
 		    const char **reason)
 {
 	in_reset(in);
-	if (layout_msg(buf, len, in))
+	if (layout_msg(buf, len, in, NULL, NULL))
 		return 0;
 	fedcodec_free(in);
 	in_reset(in);
@@ -457,15 +463,12 @@ int fedcodec_decode(const char *buf, size_t len, fed_in_t *in,
 	return fedcodec_decode_json(buf, len, in, reason);
 }
 
-int fedcodec_decode_json(const char *buf, size_t len, fed_in_t *in,
-			 const char **reason)
+/* Decodes the frame in->root. */
+static int decode_tree(fed_in_t *in, const char **reason)
 {
-	json_error_t jerr;
 	const char *op;
 	json_t *v;
 
-	in_reset(in);
-	in->root = json_loadb(buf, len, 0, &jerr);
 	if (!json_is_object(in->root)) {
 		*reason = "frame is not a JSON object";
 		return PE_BAD_JSON;
@@ -488,6 +491,16 @@ int fedcodec_decode_json(const char *buf, size_t len, fed_in_t *in,
 		    (v && !json_is_null(v) && !in->cursor)) {
 			*reason =
 			    "hello needs a node name and a cursor or null";
+			return PE_BAD_REQUEST;
+		}
+		in->batch = json_is_true(json_object_get(in->root, "batch"));
+		return 0;
+	}
+	if (!strcmp(op, "batch")) {
+		in->op = FED_BATCH;
+		in->msgs = json_object_get(in->root, "msgs");
+		if (!json_is_array(in->msgs)) {
+			*reason = "batch needs a msgs array";
 			return PE_BAD_REQUEST;
 		}
 		return 0;
@@ -525,6 +538,16 @@ int fedcodec_decode_json(const char *buf, size_t len, fed_in_t *in,
 	return PE_UNKNOWN_OP;
 }
 
+int fedcodec_decode_json(const char *buf, size_t len, fed_in_t *in,
+			 const char **reason)
+{
+	json_error_t jerr;
+
+	in_reset(in);
+	in->root = json_loadb(buf, len, 0, &jerr);
+	return decode_tree(in, reason);
+}
+
 void fedcodec_free(fed_in_t *in)
 {
 	if (in->path != in->path_buf)
@@ -537,10 +560,167 @@ void fedcodec_free(fed_in_t *in)
 	in->root = NULL;
 }
 
+/* ---- batch frames ---- */
+
+int fedcodec_batch_begin(fed_batch_t *b, const char *buf, size_t len)
+{
+	size_t p = 0;
+
+	if (!JSCAN_LIT(buf, len, &p, FED_BATCH_OPEN))
+		return 0;
+	memset(b, 0, sizeof *b);
+	b->buf = buf;
+	b->len = len;
+	b->pos = p;
+	/* Unescaped strings shrink when copied: no element's exceed the
+	 * frame's bytes. */
+	b->scratch = malloc(len + 1);
+	if (!b->scratch)
+		abort();
+	return 1;
+}
+
+void fedcodec_batch_tree(fed_batch_t *b, fed_in_t *in)
+{
+	memset(b, 0, sizeof *b);
+	b->root = in->root;
+	b->msgs = in->msgs;
+	in->root = NULL;
+	in->msgs = NULL;
+}
+
+/* What follows an element in the layout: a comma before the next one,
+ * or the end of the frame. Anything else (state 2) hands the rest to
+ * the tree. */
+static void batch_after(fed_batch_t *b)
+{
+	const char *s = b->buf;
+	size_t p = b->pos, n = b->len;
+
+	jscan_ws(s, n, &p);
+	if (p < n && s[p] == ',') {
+		b->pos = p + 1;
+		return;
+	}
+	b->state = 2;
+	if (p < n && s[p] == ']') {
+		p++;
+		jscan_ws(s, n, &p);
+		if (p < n && s[p] == '}') {
+			p++;
+			jscan_ws(s, n, &p);
+			if (p == n)
+				b->state = 1;
+		}
+	}
+}
+
+/* An element that decoded must be a msg. */
+static int only_msg(const fed_in_t *in, int rc, const char **reason)
+{
+	if (!rc && in->op != FED_MSG) {
+		*reason = "a batch holds only msg frames";
+		return PE_BAD_REQUEST;
+	}
+	return rc;
+}
+
+/* Reads the element at b->pos in place. Returns 1, or 0 when it is not
+ * one the scanner is sure of (the tree takes over). */
+static int batch_layout_next(fed_batch_t *b, fed_in_t *in, int *rc,
+			     const char **reason)
+{
+	size_t used, end = b->pos;
+
+	in_reset(in);
+	if (layout_msg(b->buf + b->pos, b->len - b->pos, in, b->scratch,
+		       &used)) {
+		*rc = 0;
+		b->pos += used;
+	} else {
+		/* Another layout, or a msg failing a check: the element's
+		 * extent, then the general decoders word it. */
+		fedcodec_free(in);
+		if (jscan_value(b->buf, b->len, &end) != JSCAN_OK)
+			return 0;
+		*rc = only_msg(
+		    in,
+		    fedcodec_decode(b->buf + b->pos, end - b->pos, in, reason),
+		    reason);
+		b->pos = end;
+	}
+	b->index++;
+	batch_after(b);
+	return 1;
+}
+
+/* Parses the whole frame with Jansson, to read on from b->index. */
+static int batch_to_tree(fed_batch_t *b, const char **reason)
+{
+	json_error_t jerr;
+	json_t *op;
+
+	/* A second msgs member would replace the array the layout read
+	 * from: refused, as is anything else Jansson would read otherwise. */
+	b->root = json_loadb(b->buf, b->len, JSON_REJECT_DUPLICATES, &jerr);
+	op = json_object_get(b->root, "op");
+	b->msgs = json_object_get(b->root, "msgs");
+	if (!json_is_string(op) || strcmp(json_string_value(op), "batch") ||
+	    !json_is_array(b->msgs)) {
+		json_decref(b->root);
+		b->root = b->msgs = NULL;
+		b->state = -1;
+		*reason = "batch frame is not valid JSON or has no msgs array";
+		return -1;
+	}
+	b->state = 0;
+	return 0;
+}
+
+int fedcodec_batch_next(fed_batch_t *b, fed_in_t *in, int *rc,
+			const char **reason)
+{
+	if (b->state == 1)
+		return 0;
+	if (b->state == -1) {
+		*reason = "batch frame is not valid JSON or has no msgs array";
+		return -1;
+	}
+	if (!b->root) {
+		if (b->state == 0 && batch_layout_next(b, in, rc, reason))
+			return 1;
+		if (batch_to_tree(b, reason))
+			return -1;
+	}
+	if (b->index >= json_array_size(b->msgs)) {
+		b->state = 1;
+		return 0;
+	}
+	in_reset(in);
+	in->root = json_incref(json_array_get(b->msgs, b->index++));
+	*rc = only_msg(in, decode_tree(in, reason), reason);
+	return 1;
+}
+
+const char *fedcodec_batch_peek_mid(const fed_batch_t *b, size_t *n)
+{
+	if (b->root || b->state)
+		return NULL;
+	return fedcodec_peek_mid(b->buf + b->pos, b->len - b->pos, n);
+}
+
+void fedcodec_batch_end(fed_batch_t *b)
+{
+	free(b->scratch);
+	b->scratch = NULL;
+	json_decref(b->root);
+	b->root = b->msgs = NULL;
+}
+
 frame_t *fedcodec_hello(const char *node, const char *cursor, int masked)
 {
-	return dump_frame(json_pack("{s:s, s:s, s:s?}", "op", "hello", "node",
-				    node, "cursor", cursor),
+	return dump_frame(json_pack("{s:s, s:s, s:s?, s:b}", "op", "hello",
+				    "node", node, "cursor", cursor, "batch", 1),
 			  masked);
 }
 
@@ -580,6 +760,7 @@ frame_t *fedcodec_msg(const msg_t *m, const char *cursor, int masked)
 	if (d != p + total)
 		abort(); /* Measured and written lengths disagree: a bug. */
 	frame_unref(cf);
+	f->batch = 1;
 	return f;
 }
 

@@ -22,8 +22,14 @@ enum fed_op {
 	FED_LIVE,
 	FED_PING,
 	FED_PONG,
-	FED_PRESENCE
+	FED_PRESENCE,
+	FED_BATCH
 };
+
+/* Largest payload of a batch frame a node sends: the receiver's frame
+ * bound (2 x limits.max_frame_bytes + 64 KiB) always admits it, and it
+ * is a few TLS records, so a batch is seldom split across reads. */
+#define FED_BATCH_MAX 16384
 
 /* One decoded peer frame. Strings borrow from root. */
 typedef struct fed_in {
@@ -54,6 +60,8 @@ typedef struct fed_in {
 	json_t *joined;	    /* presence: array of identity strings. */
 	json_t *left;	    /* presence: array of identity strings. */
 	json_int_t t;	    /* ping/pong: the sender's clock. */
+	int batch;	    /* hello: the sender reads batch frames. */
+	json_t *msgs;	    /* batch (the general decoder): its elements. */
 	/* Last, and not cleared by the decoders: path's storage when the
 	 * layout decoder fills it, so that a msg costs no allocation, and
 	 * the bytes of each of path's names (msg, any decoder). */
@@ -84,7 +92,59 @@ int fedcodec_decode_json(const char *buf, size_t len, fed_in_t *in,
 /* Frees what fedcodec_decode allocated. */
 void fedcodec_free(fed_in_t *in);
 
-/* {"op":"hello","node":…,"cursor":… or null}. New frame. */
+/* Reads the msg frames of a batch frame, {"op":"batch","msgs":[…]}, one
+ * at a time: the frames fedcodec_msg writes, joined by the sender's
+ * queue (outq_set_batch). Written in that layout, the elements are read
+ * in place by the layout decoder; anything unusual hands the rest of the
+ * frame to Jansson, which re-reads it and skips the elements already
+ * read. */
+typedef struct fed_batch {
+	const char *buf; /* The frame's text (borrowed), or NULL once the
+			    tree reads it. */
+	size_t len;	 /* Its bytes. */
+	size_t pos;	 /* Where the next element starts. */
+	json_t *root;	 /* The frame's tree (owned), or NULL. */
+	json_t *msgs;	 /* Its elements, in root. */
+	size_t index;	 /* Elements read so far. */
+	char *scratch;	 /* Strings of the element being read (len + 1
+			    bytes, owned): one allocation per batch. */
+	int state;	 /* 0 reading, 1 after the last element, -1 the
+			    rest is not a batch (see fedcodec_batch_next). */
+} fed_batch_t;
+
+/* Starts reading buf (len bytes) when it is a batch frame in the layout
+ * a parleyd sends and returns 1; else returns 0 (b untouched): decode
+ * the frame with fedcodec_decode, which reports a batch of any other
+ * layout as FED_BATCH, to be read with fedcodec_batch_tree. */
+int fedcodec_batch_begin(fed_batch_t *b, const char *buf, size_t len);
+
+/* Starts reading the batch frame fedcodec_decode gave as in (op
+ * FED_BATCH); takes its tree over. */
+void fedcodec_batch_tree(fed_batch_t *b, fed_in_t *in);
+
+/* Decodes the next element into in (which then borrows from b and the
+ * frame; when 1 is returned, call fedcodec_free after it, whatever *rc
+ * says). Returns 1 and sets
+ * *rc to 0 or to a PE_ code with *reason, as fedcodec_decode does (an
+ * element that is not a msg is PE_BAD_REQUEST); 0 after the last
+ * element; -1 with *reason when the rest of the frame is not a batch
+ * (what came before it stays read). */
+int fedcodec_batch_next(fed_batch_t *b, fed_in_t *in, int *rc,
+			const char **reason);
+
+/* Where the mid of the next element is (fedcodec_peek_mid), or NULL. */
+const char *fedcodec_batch_peek_mid(const fed_batch_t *b, size_t *n);
+
+/* Frees what b holds. */
+void fedcodec_batch_end(fed_batch_t *b);
+
+/* The envelope of a batch frame: what outq_set_batch joins msg frames
+ * with. */
+#define FED_BATCH_OPEN	"{\"op\":\"batch\",\"msgs\":["
+#define FED_BATCH_CLOSE "]}"
+
+/* {"op":"hello","node":…,"cursor":… or null,"batch":true}: batch says
+ * that this node reads batch frames. New frame. */
 frame_t *fedcodec_hello(const char *node, const char *cursor, int masked);
 
 /* The "msg" frame of a stored message with its path and our cursor (the

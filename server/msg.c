@@ -46,7 +46,8 @@ static void frame_init(frame_t *f, unsigned char *data, size_t len,
 	f->refs = 1;
 	f->len = (uint32_t)len;
 	f->data = data;
-	f->payload_len = payload_len;
+	f->payload_len = (uint32_t)payload_len;
+	f->batch = 0;
 	f->block = block;
 }
 
@@ -79,6 +80,14 @@ size_t frame_text_size(size_t len)
 	return ws_hdr_len(len, 0) + len;
 }
 
+size_t frame_text_header(unsigned char *p, size_t len, int masked)
+{
+	size_t hdr = ws_hdr_len(len, masked);
+
+	ws_hdr_put(p, hdr, len, masked);
+	return hdr;
+}
+
 frame_t *frame_alloc_buf(size_t cap)
 {
 	frame_t *f = malloc(sizeof *f + LWS_PRE + cap);
@@ -99,7 +108,7 @@ char *frame_append_text(frame_t *f, size_t cap, size_t len)
 	ws_hdr_put(p, hdr, len, 0);
 	f->len += (uint32_t)(hdr + len);
 	/* Several frames: "payload" is the last one's. */
-	f->payload_len = len;
+	f->payload_len = (uint32_t)len;
 	return (char *)p + hdr;
 }
 
@@ -298,7 +307,7 @@ frame_t *msg_frame_place(msg_t *m, size_t len)
 		return NULL;
 	f->data = end - len - hdr;
 	f->len = (uint32_t)(hdr + len);
-	f->payload_len = len;
+	f->payload_len = (uint32_t)len;
 	ws_hdr_put(f->data, hdr, len, 0);
 	return frame_ref(f);
 }

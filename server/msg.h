@@ -14,7 +14,10 @@ typedef struct frame {
 	uint32_t refs;	     /* Holders: messages, connection queues. */
 	uint32_t len;	     /* Bytes from data: header + payload. */
 	unsigned char *data; /* First byte of the WebSocket header. */
-	size_t payload_len;  /* Bytes of payload at the end of data. */
+	uint32_t payload_len; /* Bytes of payload at the end of data. */
+	uint32_t batch;	      /* 1: a parley.fed.v1 msg frame, which a
+				 batching peer link joins with its
+				 neighbours in the queue (outq_set_batch). */
 	void *block;	     /* What the last frame_unref frees: the frame's
 				own allocation, or the message that holds it
 				(msg_frame_place). */
@@ -38,6 +41,12 @@ frame_t *frame_new_text_masked(const char *payload, size_t len);
 
 /* Bytes a text frame of a len-byte payload takes: header + payload. */
 size_t frame_text_size(size_t len);
+
+/* Writes at p the header of a text frame of a len-byte payload (masked
+ * with the zero key when masked is 1) and returns its bytes: at most
+ * FRAME_HDR_MAX. */
+size_t frame_text_header(unsigned char *p, size_t len, int masked);
+#define FRAME_HDR_MAX 14
 
 /* Returns an empty frame (len 0, refs = 1) with room for cap bytes of
  * frames appended by frame_append_text: one buffer for many small

@@ -53,6 +53,15 @@ void outq_init(outq_t *q, struct hub *h, struct lws *wsi, size_t max_bytes,
 	q->writes = writes;
 }
 
+void outq_set_batch(outq_t *q, const char *open, const char *close, size_t max)
+{
+	q->batch_open = open;
+	q->batch_close = close;
+	q->batch_open_len = strlen(open);
+	q->batch_close_len = strlen(close);
+	q->batch_max = max;
+}
+
 void outq_push_force(outq_t *q, frame_t *f)
 {
 	if (q->len == q->cap) {
@@ -176,6 +185,89 @@ uint32_t outq_clear(outq_t *q)
 	return n;
 }
 
+/* The frame k places after the oldest. */
+static frame_t *at(const outq_t *q, uint32_t k)
+{
+	return q->ring[(q->head + k) & (q->cap - 1)];
+}
+
+/* How many batch frames from the k-th on make one batch frame within
+ * batch_max and, header included, within room bytes; *payload is its
+ * payload's bytes. */
+static uint32_t batch_run(const outq_t *q, uint32_t k, size_t room,
+			  size_t *payload)
+{
+	/* The first element has no comma before it. */
+	size_t n = q->batch_open_len + q->batch_close_len - 1;
+	uint32_t r = 0;
+
+	for (; k + r < q->len; r++) {
+		const frame_t *g = at(q, k + r);
+		size_t next = n + 1 + g->payload_len;
+
+		if (!g->batch || next > q->batch_max ||
+		    next + FRAME_HDR_MAX > room)
+			break;
+		n = next;
+	}
+	*payload = n;
+	return r;
+}
+
+/* Writes the batch frame of the r frames from the k-th on (payload bytes
+ * of payload, from batch_run) at out; returns its bytes. It is masked
+ * when they are: a link's frames all are, or none. */
+static size_t batch_put(outq_t *q, uint32_t k, uint32_t r, size_t payload,
+			unsigned char *out)
+{
+	int masked = (at(q, k)->data[1] & 0x80) != 0;
+	unsigned char *p = out + frame_text_header(out, payload, masked);
+
+	memcpy(p, q->batch_open, q->batch_open_len);
+	p += q->batch_open_len;
+	for (uint32_t i = 0; i < r; i++) {
+		const frame_t *g = at(q, k + i);
+
+		if (i)
+			*p++ = ',';
+		memcpy(p, frame_payload(g), g->payload_len);
+		p += g->payload_len;
+	}
+	memcpy(p, q->batch_close, q->batch_close_len);
+	p += q->batch_close_len;
+	if (q->batches)
+		(*q->batches)++;
+	return (size_t)(p - out);
+}
+
+/* Copies frames from the oldest on into buf (HUB_GATHER bytes), joining
+ * runs of batch frames when batching is on; *taken is how many. */
+static size_t gather(outq_t *q, unsigned char *buf, uint32_t *taken)
+{
+	size_t len = 0, payload;
+	uint32_t k = 0, r;
+
+	while (k < q->len) {
+		const frame_t *g = at(q, k);
+
+		r = q->batch_max && g->batch
+			? batch_run(q, k, HUB_GATHER - len, &payload)
+			: 0;
+		if (r >= 2) {
+			len += batch_put(q, k, r, payload, buf + len);
+			k += r;
+			continue;
+		}
+		if (len + g->len > HUB_GATHER)
+			break;
+		memcpy(buf + len, g->data, g->len);
+		len += g->len;
+		k++;
+	}
+	*taken = k;
+	return len;
+}
+
 int outq_flush(outq_t *q)
 {
 	hub_t *h = q->hub;
@@ -205,16 +297,7 @@ int outq_flush(outq_t *q)
 			k = 1;
 		} else {
 			buf = h->gather + LWS_PRE;
-			len = 0;
-			for (k = 0; k < q->len; k++) {
-				frame_t *g =
-				    q->ring[(q->head + k) & (q->cap - 1)];
-
-				if (len + g->len > HUB_GATHER)
-					break;
-				memcpy(buf + len, g->data, g->len);
-				len += g->len;
-			}
+			len = gather(q, buf, &k);
 		}
 		n = lws_write(q->wsi, buf, len, LWS_WRITE_RAW);
 		if (q->writes)

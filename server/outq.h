@@ -49,6 +49,11 @@ struct outq {
 	outq_drain_fn on_drain; /* Optional, see outq_drain_fn. */
 	uint64_t *bytes_out;	/* Counter to add written bytes to. */
 	uint64_t *writes;	/* Counter to add writes to. */
+	/* The envelope of a batch frame (outq_set_batch). */
+	const char *batch_open, *batch_close;
+	size_t batch_open_len, batch_close_len;
+	size_t batch_max;  /* Largest payload of a batch frame; 0: none. */
+	uint64_t *batches; /* Counter to add batch frames written to. */
 };
 
 /* Prepares q for wsi (q zeroed by the caller). */
@@ -76,6 +81,14 @@ char *outq_push_text(outq_t *q, size_t len);
  * backlog is not mistaken for a slow consumer. Callers bound the exempt
  * total themselves. */
 void outq_push_exempt(outq_t *q, frame_t *f);
+
+/* From now on, consecutive queued frames marked batch (frame_t) leave as
+ * one text frame: open, their payloads joined by ',', close, at most max
+ * payload bytes (below 65,536). A peer link turns this on once the peer
+ * said it reads batch frames: it then handles one WebSocket frame per
+ * batch instead of per message. Only frames already queued when the
+ * flush runs are joined, so nothing waits for a batch to fill. */
+void outq_set_batch(outq_t *q, const char *open, const char *close, size_t max);
 
 /* Drops every queued frame; returns how many were dropped. */
 uint32_t outq_clear(outq_t *q);

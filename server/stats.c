@@ -101,6 +101,13 @@ static void fed_metrics(struct out *o, const fed_t *f)
 	peer_family(o, "parley_fed_bytes_out_total", "counter",
 		    "Bytes written to the peer.", v, n,
 		    offsetof(fed_stats_t, bytes_out));
+	peer_family(o, "parley_fed_batches_in_total", "counter",
+		    "Batch frames (several messages in one frame) received "
+		    "from the peer.",
+		    v, n, offsetof(fed_stats_t, batches_in));
+	peer_family(o, "parley_fed_batches_out_total", "counter",
+		    "Batch frames written to the peer.", v, n,
+		    offsetof(fed_stats_t, batches_out));
 	peer_family(o, "parley_fed_replayed_total", "counter",
 		    "Messages sent to the peer as replay after a reconnect.", v,
 		    n, offsetof(fed_stats_t, replayed));

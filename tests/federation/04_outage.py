@@ -54,6 +54,11 @@ async def killed_peer(certs):
     again = [f["mid"] for f in frames if f["mid"] in set(warm)]
     check_eq(again, [], "b did not receive again what it had before the crash (its cursor was saved)")
     ft.check_no_duplicates(frames, "b after the restart")
+    # Both nodes read batch frames, so the replay went as batches.
+    sent = A.metric("parley_fed_batches_out_total", peer="b.example")
+    got = B.metric("parley_fed_batches_in_total", peer="a.example")
+    check(got >= 1 and sent >= got,
+          "the replay went in batch frames (a wrote %d, b read %d since its restart)" % (sent, got))
     hist = [m["mid"] for m in ft.history(B, "forum/outage", 1000)]
     check_eq(hist, out, "b's history of forum/outage is the %d messages once, in order" % N)
 

@@ -1,7 +1,9 @@
 /* fuzz_fed_frame.c: the parley.fed.v1 frame decoder (what a hostile peer
  * controls). Besides surviving any input, the fast msg decoder must agree
  * with the full one: what it accepts, Jansson accepts too, with the same
- * fields, the same lengths and an equal body. */
+ * fields, the same lengths and an equal body. A batch frame read in place
+ * must give what Jansson reads from it: the same elements, in order, each
+ * accepted or refused alike. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +41,72 @@ static void check_fast(const char *data, size_t size, const fed_in_t *in)
 	fedcodec_free(&full);
 }
 
+/* Up to this many elements of a batch are compared. */
+#define BATCH_CHECK 64
+
+/* Reads data as a receiving node reads a batch frame, then compares what
+ * it read with Jansson's reading of the same frame, when Jansson reads it
+ * as a batch (without duplicate members). */
+static void check_batch(const char *data, size_t size)
+{
+	const char *reason = NULL;
+	char *mids[BATCH_CHECK];
+	size_t n = 0, i;
+	json_error_t jerr;
+	json_t *root, *msgs;
+	fed_batch_t b;
+	fed_in_t in;
+	int r, rc;
+
+	if (!fedcodec_batch_begin(&b, data, size)) {
+		if (fedcodec_decode(data, size, &in, &reason) ||
+		    in.op != FED_BATCH) {
+			fedcodec_free(&in);
+			return;
+		}
+		fedcodec_batch_tree(&b, &in);
+		fedcodec_free(&in);
+	}
+	while ((r = fedcodec_batch_next(&b, &in, &rc, &reason)) == 1) {
+		if (!rc && (in.op != FED_MSG || in.mid_len != strlen(in.mid) ||
+			    in.topic_len != strlen(in.topic)))
+			abort();
+		if (n < BATCH_CHECK)
+			mids[n] = rc ? NULL : strdup(in.mid);
+		n++;
+		fedcodec_free(&in);
+	}
+	if (r < 0 && !reason)
+		abort();
+	fedcodec_batch_end(&b);
+	root = json_loadb(data, size, JSON_REJECT_DUPLICATES, &jerr);
+	msgs = json_object_get(root, "msgs");
+	if (json_is_array(msgs) &&
+	    json_is_string(json_object_get(root, "op")) &&
+	    !strcmp(json_string_value(json_object_get(root, "op")), "batch")) {
+		if (r != 0 || n != json_array_size(msgs))
+			abort();
+		for (i = 0; i < n && i < BATCH_CHECK; i++) {
+			char *t = json_dumps(json_array_get(msgs, i),
+					     JSON_COMPACT | JSON_ENCODE_ANY);
+			int ok =
+			    t &&
+			    !fedcodec_decode_json(t, strlen(t), &in, &reason) &&
+			    in.op == FED_MSG;
+
+			if (ok != (mids[i] != NULL) ||
+			    (ok && strcmp(mids[i], in.mid)))
+				abort();
+			if (t)
+				fedcodec_free(&in);
+			free(t);
+		}
+	}
+	json_decref(root);
+	for (i = 0; i < n && i < BATCH_CHECK; i++)
+		free(mids[i]);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const char *reason = NULL;
@@ -64,5 +132,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	(void)total;
 	fedcodec_free(&in);
+	check_batch((const char *)data, size);
 	return 0;
 }

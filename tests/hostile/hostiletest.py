@@ -37,6 +37,7 @@ it only).
 """
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -693,3 +694,116 @@ class FedRaw:
                 await asyncio.wait_for(self.writer.wait_closed(), 2)
             except (OSError, asyncio.TimeoutError, Exception):
                 pass
+
+
+# ---------------------------------------------------------------- peer messages
+# What the federation scenarios send as a peer and how they read a.example's
+# answers (its drop counters, the ping barrier).
+
+SEQ = [0]
+RUN = os.urandom(3).hex()
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+def msg(topic="forum/x", origin="b.example", path=None, frm=None, mid=None, body=None,
+        cursor=None, sender="b.example"):
+    SEQ[0] += 1
+    i = SEQ[0]
+    return {"op": "msg", "topic": topic, "mid": mid or "hx%s%06d" % (RUN, i), "origin": origin,
+            "from": frm if frm is not None else "mallory@" + origin, "ts": now_ms(),
+            "body": body if body is not None else {"i": i},
+            "path": path if path is not None else ([origin] if origin == sender else [origin, sender]),
+            "cursor": cursor or "c%d" % i}
+
+
+def drops(node, peer):
+    """{reason: count} of parley_fed_dropped_total for one peer."""
+    _, samples = node.metrics()
+    out = {}
+    for n, labels, v in samples:
+        if n == "parley_fed_dropped_total" and labels.get("peer") == peer:
+            out[labels.get("reason")] = out.get(labels.get("reason"), 0) + v
+    return out
+
+
+def delta(before, after):
+    return {k: after.get(k, 0) - before.get(k, 0) for k in set(after) | set(before)
+            if after.get(k, 0) != before.get(k, 0)}
+
+
+def fmt_delta(d):
+    return ", ".join("%s +%d" % (k, v) for k, v in sorted(d.items())) or "no drop counted"
+
+
+async def sync(link, timeout=30.0):
+    """Sends a parley ping op and waits for its pong: a.example has
+    handled every frame sent before it."""
+    t = now_ms() * 1000 + SEQ[0]
+    SEQ[0] += 1
+    start = len(link.frames)
+    await link.send({"op": "ping", "t": t})
+    deadline = time.monotonic() + timeout
+    i = start
+    while time.monotonic() < deadline:
+        f = await link.frame("pong", max(0.01, deadline - time.monotonic()), start=i)
+        if f is None:
+            break
+        i = link.frames.index(f) + 1
+        if f.get("t") == t:
+            return True
+    return False
+
+
+async def dial(node, certs, cert, hello=None, mute=False):
+    import fedtest as ft
+    ctx = ft.client_context(certs, cert=cert)
+    link = await FedRaw.connect(node.fed_port, ctx, node.name)
+    link.mute = mute
+    if link.status != 101:
+        raise Failure("%s: upgrade answered %s" % (cert, link.status))
+    if hello is not None:
+        ok = await link.hello(hello)
+        if not ok:
+            raise Failure("%s: hello %s not answered with hello+live (closed %r)"
+                          % (cert, hello, link.closed))
+    return link
+
+
+async def try_peer(node, certs, cert, name=None):
+    """Dials as cert and says hello name: 'accepted' when the node
+    answers hello and live, else why not."""
+    import fedtest as ft
+    try:
+        link = await FedRaw.connect(node.fed_port, ft.client_context(certs, cert=cert), node.name)
+    except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, Exception) as e:
+        return "refused (%s)" % type(e).__name__
+    try:
+        if link.status != 101:
+            return "refused (HTTP %s)" % link.status
+        ok = await link.hello(name or cert, timeout=3.0)
+        if ok:
+            await asyncio.sleep(0.3)
+            if not link.closed:
+                return "accepted"
+        return "refused (%s)" % (link.closed or "no hello/live")
+    finally:
+        await link.close()
+
+
+async def collect_all(c, quiet=1.0, timeout=30.0):
+    """Every msg frame the client has or gets until quiet seconds pass
+    without one."""
+    got = [f for f in c.inbox if f.get("op") == "msg"]
+    c.inbox = [f for f in c.inbox if f.get("op") != "msg"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            d = await asyncio.wait_for(c.ws.recv(), quiet)
+        except asyncio.TimeoutError:
+            break
+        f = json.loads(d)
+        (got if f.get("op") == "msg" else c.inbox).append(f)
+    return got
