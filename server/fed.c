@@ -1039,8 +1039,6 @@ static void on_msg(fed_link_t *l, const fed_in_t *in, uint32_t mid_hash)
 	msg_unref(m);
 }
 
-/* A msg frame's mid before decoding (see fedcodec_peek_mid), copied to
- * out with its dedup hash in *h. Returns 0 when there is none. */
 /* The mid of a msg frame in the layout, found before it is decoded so
  * that its dedup slot can be loaded early. */
 typedef struct peeked {

@@ -27,8 +27,8 @@ enum fed_op {
 };
 
 /* Largest payload of a batch frame a node sends: the receiver's frame
- * bound (2 x limits.max_frame_bytes + 64 KiB) always admits it, and it
- * is a few TLS records, so a batch is seldom split across reads. */
+ * bound (2 x limits.max_frame_bytes + 64 KiB) always admits it, and at
+ * about one TLS record a batch spans at most two reads. */
 #define FED_BATCH_MAX 16384
 
 /* One decoded peer frame. Strings borrow from root. */
@@ -99,8 +99,8 @@ void fedcodec_free(fed_in_t *in);
  * frame to Jansson, which re-reads it and skips the elements already
  * read. */
 typedef struct fed_batch {
-	const char *buf; /* The frame's text (borrowed), or NULL once the
-			    tree reads it. */
+	const char *buf; /* The frame's text (borrowed); NULL when the
+			    batch came as a tree (fedcodec_batch_tree). */
 	size_t len;	 /* Its bytes. */
 	size_t pos;	 /* Where the next element starts. */
 	json_t *root;	 /* The frame's tree (owned), or NULL. */
@@ -122,13 +122,12 @@ int fedcodec_batch_begin(fed_batch_t *b, const char *buf, size_t len);
  * FED_BATCH); takes its tree over. */
 void fedcodec_batch_tree(fed_batch_t *b, fed_in_t *in);
 
-/* Decodes the next element into in (which then borrows from b and the
- * frame; when 1 is returned, call fedcodec_free after it, whatever *rc
- * says). Returns 1 and sets
- * *rc to 0 or to a PE_ code with *reason, as fedcodec_decode does (an
- * element that is not a msg is PE_BAD_REQUEST); 0 after the last
- * element; -1 with *reason when the rest of the frame is not a batch
- * (what came before it stays read). */
+/* Decodes the next element into in, which then borrows from b and the
+ * frame. Returns 1 and sets *rc to 0 or to a PE_ code with *reason, as
+ * fedcodec_decode does (an element that is not a msg is PE_BAD_REQUEST):
+ * call fedcodec_free on in then, whatever *rc says. Returns 0 after the
+ * last element, and -1 with *reason when the rest of the frame is not a
+ * batch (what came before it stays read). */
 int fedcodec_batch_next(fed_batch_t *b, fed_in_t *in, int *rc,
 			const char **reason);
 
