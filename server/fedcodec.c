@@ -654,6 +654,9 @@ static int batch_layout_next(fed_batch_t *b, fed_in_t *in, int *rc,
 	return 1;
 }
 
+static const char not_a_batch[] =
+    "batch frame is not valid JSON or has no msgs array";
+
 /* Parses the whole frame with Jansson, to read on from b->index. */
 static int batch_to_tree(fed_batch_t *b, const char **reason)
 {
@@ -670,7 +673,7 @@ static int batch_to_tree(fed_batch_t *b, const char **reason)
 		json_decref(b->root);
 		b->root = b->msgs = NULL;
 		b->state = -1;
-		*reason = "batch frame is not valid JSON or has no msgs array";
+		*reason = not_a_batch;
 		return -1;
 	}
 	b->state = 0;
@@ -683,7 +686,7 @@ int fedcodec_batch_next(fed_batch_t *b, fed_in_t *in, int *rc,
 	if (b->state == 1)
 		return 0;
 	if (b->state == -1) {
-		*reason = "batch frame is not valid JSON or has no msgs array";
+		*reason = not_a_batch;
 		return -1;
 	}
 	if (!b->root) {
