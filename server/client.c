@@ -676,25 +676,38 @@ static void request_failed(conn_t *c, const json_t *id, int rc,
 			   "too many bad requests", 0);
 }
 
-void client_handle(conn_t *c, const char *buf, size_t len)
+/* A publish the fast path decoded, from a frame or a batch. */
+static void handle_fast_pub(conn_t *c, const fast_pub_t *fp)
+{
+	const char *reason = NULL;
+	int rc = do_pub(c, fp->topic, fp->body, fp->body_len, fp->id,
+			fp->id_len, &reason);
+
+	if (rc) {
+		json_t *id = codec_id_value(fp->id, fp->id_len);
+
+		request_failed(c, id, rc, reason);
+		json_decref(id);
+	} else {
+		c->errors_in_row = 0;
+	}
+}
+
+static void handle_batch(conn_t *c, codec_batch_t *b);
+
+/* One request's text: a frame of its own, which client_handle has tried
+ * as a publish already, or one of a batch (in_batch; a batch inside a
+ * batch is refused). */
+static void handle_request(conn_t *c, const char *buf, size_t len, int in_batch)
 {
 	const char *reason = NULL;
 	fast_pub_t fp;
+	codec_batch_t b;
 	req_t r;
 	int rc;
 
-	/* Most frames are publishes: take them without a JSON tree. */
-	if (codec_fast_pub(buf, len, &fp)) {
-		rc = do_pub(c, fp.topic, fp.body, fp.body_len, fp.id, fp.id_len,
-			    &reason);
-		if (rc) {
-			json_t *id = codec_id_value(fp.id, fp.id_len);
-
-			request_failed(c, id, rc, reason);
-			json_decref(id);
-		} else {
-			c->errors_in_row = 0;
-		}
+	if (in_batch && codec_fast_pub(buf, len, &fp)) {
+		handle_fast_pub(c, &fp);
 		return;
 	}
 	rc = codec_decode(buf, len, &r, &reason);
@@ -715,6 +728,16 @@ void client_handle(conn_t *c, const char *buf, size_t len)
 		case REQ_PING:
 			send_new(c, codec_pong(r.id));
 			break;
+		case REQ_BATCH:
+			if (in_batch) {
+				reason = "a batch cannot hold a batch";
+				rc = PE_BAD_REQUEST;
+				break;
+			}
+			codec_batch_tree(&b, r.msgs);
+			req_free(&r);
+			handle_batch(c, &b);
+			return;
 		}
 	}
 	if (rc)
@@ -722,6 +745,53 @@ void client_handle(conn_t *c, const char *buf, size_t len)
 	else
 		c->errors_in_row = 0;
 	req_free(&r);
+}
+
+/* Handles a batch's requests in order until it ends, breaks, or the
+ * session closes (too many bad requests). */
+static void handle_batch(conn_t *c, codec_batch_t *b)
+{
+	const char *req, *reason = NULL;
+	size_t req_len;
+	fast_pub_t fp;
+	int rc;
+
+	c->hub->m.batches_in++;
+	while (c->state == CONN_OPEN) {
+		rc = codec_batch_next(b, &fp, &req, &req_len, &reason);
+		if (rc == CB_END)
+			break;
+		if (rc == CB_PUB) {
+			handle_fast_pub(c, &fp);
+		} else if (rc == CB_REQ) {
+			handle_request(c, req, req_len, 1);
+		} else {
+			char why[160];
+
+			/* Say which request the client must send again. */
+			snprintf(why, sizeof why,
+				 "%s: msgs[%zu] and what follows it were not "
+				 "handled",
+				 reason, b->index);
+			request_failed(c, NULL, rc, why);
+			break;
+		}
+	}
+	codec_batch_end(b);
+}
+
+void client_handle(conn_t *c, const char *buf, size_t len)
+{
+	codec_batch_t b;
+	fast_pub_t fp;
+
+	/* Most frames are publishes: take them without a JSON tree. */
+	if (codec_fast_pub(buf, len, &fp))
+		handle_fast_pub(c, &fp);
+	else if (codec_batch_begin(&b, buf, len))
+		handle_batch(c, &b);
+	else
+		handle_request(c, buf, len, 0);
 }
 
 void client_reject_binary(conn_t *c)

@@ -116,7 +116,9 @@ int codec_decode(const char *buf, size_t len, req_t *r, const char **reason)
 	int bad = 0;
 
 	memset(r, 0, sizeof *r);
-	r->root = json_loadb(buf, len, 0, &jerr);
+	/* Any value, so that a number or a string is told it is not an
+	 * object rather than not JSON. */
+	r->root = json_loadb(buf, len, JSON_DECODE_ANY, &jerr);
 	if (!r->root || !json_is_object(r->root)) {
 		*reason = r->root ? "frame must be a JSON object"
 				  : "frame is not valid JSON";
@@ -149,6 +151,8 @@ int codec_decode(const char *buf, size_t len, req_t *r, const char **reason)
 		r->op = REQ_PING;
 	else if (!strcmp(ops, "auth"))
 		r->op = REQ_AUTH;
+	else if (!strcmp(ops, "batch"))
+		r->op = REQ_BATCH;
 	else {
 		*reason = "unknown op";
 		return PE_UNKNOWN_OP;
@@ -201,6 +205,14 @@ int codec_decode(const char *buf, size_t len, req_t *r, const char **reason)
 		break;
 	case REQ_PING:
 		break;
+	case REQ_BATCH:
+		r->msgs = json_object_get(r->root, "msgs");
+		if (!json_is_array(r->msgs)) {
+			r->msgs = NULL;
+			*reason = "batch needs msgs, an array of requests";
+			return PE_BAD_REQUEST;
+		}
+		break;
 	}
 	return 0;
 }
@@ -251,8 +263,10 @@ static void fast_pub_reset(fast_pub_t *out)
  * plain or integer id (libparley, the chat page and parley-loadgen each
  * use one of those orders). Compares literals instead of walking members.
  * Returns 1 with *out set, or 0 for anything else: the member walk then
- * reads the frame from the start. */
-static int pub_layout(const char *buf, size_t len, fast_pub_t *out)
+ * reads the frame from the start. With end NULL the publish must be all
+ * of buf; else it may be followed by anything, and *end is set past it
+ * (a request inside a batch). */
+static int pub_layout(const char *buf, size_t len, fast_pub_t *out, size_t *end)
 {
 	size_t p = 0, start, n;
 	int seen_topic = 0;
@@ -294,8 +308,11 @@ static int pub_layout(const char *buf, size_t len, fast_pub_t *out)
 			return 0;
 		}
 	}
-	return JSCAN_LIT(buf, len, &p, "}") && p == len && seen_topic &&
-	       out->body;
+	if (!JSCAN_LIT(buf, len, &p, "}") || !seen_topic || !out->body)
+		return 0;
+	if (end)
+		*end = p;
+	return end || p == len;
 }
 
 int codec_fast_pub(const char *buf, size_t len, fast_pub_t *out)
@@ -305,7 +322,7 @@ int codec_fast_pub(const char *buf, size_t len, fast_pub_t *out)
 	jscan_obj_t o;
 
 	fast_pub_reset(out);
-	if (pub_layout(buf, len, out))
+	if (pub_layout(buf, len, out, NULL))
 		return 1;
 	fast_pub_reset(out);
 	if (jscan_obj_begin(&o, buf, len))
@@ -348,6 +365,126 @@ int codec_fast_pub(const char *buf, size_t len, fast_pub_t *out)
 		}
 	}
 	return rc == 0 && seen_op && seen_topic && out->body;
+}
+
+/* The start of a batch as parley's clients write it. */
+static const char batch_head[] = "{\"op\":\"batch\",\"msgs\":[";
+
+int codec_batch_begin(codec_batch_t *b, const char *buf, size_t len)
+{
+	size_t p = 0;
+
+	if (!JSCAN_LIT(buf, len, &p, batch_head))
+		return 0;
+	memset(b, 0, sizeof *b);
+	b->buf = buf;
+	b->len = len;
+	b->pos = p;
+	return 1;
+}
+
+void codec_batch_tree(codec_batch_t *b, json_t *msgs)
+{
+	memset(b, 0, sizeof *b);
+	b->msgs = json_incref(msgs);
+}
+
+/* Hands the rest of an in-place batch to Jansson: the whole frame is
+ * parsed and the requests already read are skipped. Duplicate members are
+ * refused, or a second "msgs" would silently replace the first. Returns
+ * 0, or PE_BAD_JSON / PE_BAD_REQUEST with *reason. */
+static int batch_to_tree(codec_batch_t *b, const char **reason)
+{
+	json_error_t jerr;
+	json_t *root =
+	    json_loadb(b->buf, b->len, JSON_REJECT_DUPLICATES, &jerr);
+	json_t *op = json_object_get(root, "op");
+	json_t *msgs = json_object_get(root, "msgs");
+
+	b->buf = NULL;
+	if (!root) {
+		*reason = "batch is not valid JSON or repeats a member";
+		return PE_BAD_JSON;
+	}
+	/* The head was read as a literal, so these hold unless the frame
+	 * repeats a member. */
+	if (!json_is_string(op) || strcmp(json_string_value(op), "batch") ||
+	    !json_is_array(msgs) || json_array_size(msgs) < b->index) {
+		json_decref(root);
+		*reason = "batch needs msgs, an array of requests";
+		return PE_BAD_REQUEST;
+	}
+	b->msgs = json_incref(msgs);
+	json_decref(root);
+	return 0;
+}
+
+int codec_batch_next(codec_batch_t *b, fast_pub_t *fp, const char **req,
+		     size_t *req_len, const char **reason)
+{
+	const char *s = b->buf;
+	size_t p = b->pos, e;
+	int rc;
+
+	free(b->text);
+	b->text = NULL;
+	if (!s)
+		goto tree;
+	jscan_ws(s, b->len, &p);
+	if (b->index && p < b->len && s[p] == ',') {
+		p++;
+		jscan_ws(s, b->len, &p);
+	} else if (p < b->len && s[p] == ']') {
+		p++;
+		jscan_ws(s, b->len, &p);
+		if (p < b->len && s[p] == '}') {
+			p++;
+			jscan_ws(s, b->len, &p);
+			if (p == b->len)
+				return CB_END;
+		}
+		goto fallback; /* More members, or trailing bytes. */
+	} else if (b->index) {
+		goto fallback;
+	}
+	fast_pub_reset(fp);
+	if (pub_layout(s + p, b->len - p, fp, &e)) {
+		b->pos = p + e;
+		b->index++;
+		return CB_PUB;
+	}
+	e = p;
+	if (jscan_value(s, b->len, &e) == JSCAN_OK) {
+		*req = s + p;
+		*req_len = e - p;
+		b->pos = e;
+		b->index++;
+		return CB_REQ;
+	}
+fallback:
+	rc = batch_to_tree(b, reason);
+	if (rc)
+		return rc;
+tree:
+	if (b->index >= json_array_size(b->msgs))
+		return CB_END;
+	b->text = json_dumps(json_array_get(b->msgs, b->index),
+			     JSON_COMPACT | JSON_ENCODE_ANY);
+	if (!b->text) {
+		*reason = "request cannot be encoded";
+		return PE_BAD_REQUEST;
+	}
+	*req = b->text;
+	*req_len = strlen(b->text);
+	b->index++;
+	return CB_REQ;
+}
+
+void codec_batch_end(codec_batch_t *b)
+{
+	free(b->text);
+	json_decref(b->msgs);
+	memset(b, 0, sizeof *b);
 }
 
 size_t codec_ok_mid_len(const char *id, size_t id_len, size_t mid_json)

@@ -9,7 +9,7 @@
 
 #include "msg.h"
 
-enum req_op { REQ_AUTH, REQ_SUB, REQ_UNSUB, REQ_PUB, REQ_PING };
+enum req_op { REQ_AUTH, REQ_SUB, REQ_UNSUB, REQ_PUB, REQ_PING, REQ_BATCH };
 
 /* One decoded client request. Pointers borrow from root. */
 typedef struct req {
@@ -23,6 +23,7 @@ typedef struct req {
 	const char *since; /* sub: cursor, or NULL. */
 	long long last;	   /* sub: backlog count when has_last. */
 	int has_last;	   /* sub: "last" was given. */
+	json_t *msgs;	   /* batch: the array of requests. */
 } req_t;
 
 /* Decodes one client frame of len bytes. Returns 0, or a negative code
@@ -49,6 +50,45 @@ typedef struct fast_pub {
  * when the frame is anything else or anything unusual: the caller then
  * uses codec_decode, which also words every error. */
 int codec_fast_pub(const char *buf, size_t len, fast_pub_t *out);
+
+/* A batch frame, {"op":"batch","msgs":[R1,R2,…]}: requests that the hub
+ * handles in order, each as if it had come in a frame of its own
+ * (docs/protocol.md). The requests are read one at a time, in place when
+ * the frame starts as parley's clients write it (codec_batch_begin), else
+ * from the tree codec_decode made (codec_batch_tree). Anything unusual
+ * part way (trailing members, a value jscan is unsure of, broken JSON)
+ * hands the rest of the frame to Jansson, which skips the requests
+ * already read. */
+typedef struct codec_batch {
+	const char *buf; /* In place: the frame, or NULL once on the tree. */
+	size_t len;	 /* Its length. */
+	size_t pos;	 /* Where the in-place reading stands. */
+	json_t *msgs;	 /* The tree's array of requests (owned), or NULL. */
+	char *text;	 /* The last request taken from the tree, dumped. */
+	size_t index;	 /* Requests handed out so far. */
+} codec_batch_t;
+
+#define CB_END 0 /* No request is left. */
+#define CB_PUB 1 /* A publish in parley's layout, decoded into *fp. */
+#define CB_REQ 2 /* Another request, as the text of a frame of its own. */
+
+/* Returns 1 and starts b when buf begins {"op":"batch","msgs":[, else 0
+ * (the frame goes to codec_decode, which may still find a batch). */
+int codec_batch_begin(codec_batch_t *b, const char *buf, size_t len);
+
+/* Starts b on the msgs array of a REQ_BATCH request (a reference is
+ * taken: req_free may come first). */
+void codec_batch_tree(codec_batch_t *b, json_t *msgs);
+
+/* The next request: CB_PUB with *fp, CB_REQ with its text at *req (valid
+ * until the next call), CB_END, or PE_BAD_JSON / PE_BAD_REQUEST with
+ * *reason when the frame breaks here (the requests before were good;
+ * nothing from here on can be read). */
+int codec_batch_next(codec_batch_t *b, fast_pub_t *fp, const char **req,
+		     size_t *req_len, const char **reason);
+
+/* Frees what b holds. */
+void codec_batch_end(codec_batch_t *b);
 
 /* {"op":"ok","id":<id JSON text>,"mid":…}: the id is echoed byte for
  * byte (id may be NULL); mid_json is jw_str_len(mid, &mid_raw), measured

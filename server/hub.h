@@ -28,6 +28,7 @@ typedef struct hub_metrics {
 	uint64_t connections_rejected; /* Handshakes refused. */
 	uint64_t messages_in_ws;       /* Publishes accepted over parley.v1. */
 	uint64_t messages_in_http;     /* Publishes accepted over HTTP. */
+	uint64_t batches_in;	       /* Batch frames from clients. */
 	uint64_t messages_out;	       /* Deliveries queued to clients. */
 	uint64_t bytes_in;	       /* Client frame bytes received. */
 	uint64_t bytes_out;	       /* Bytes handed to lws_write. */

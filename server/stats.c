@@ -161,6 +161,8 @@ char *stats_metrics(const hub_t *h, size_t *len)
 	     "parley_messages_in_total{path=\"http\"} %llu\n",
 	     (unsigned long long)m->messages_in_ws,
 	     (unsigned long long)m->messages_in_http);
+	metric(&o, "parley_batches_in_total", "counter",
+	       "Batch frames received from client sessions.", m->batches_in);
 	metric(&o, "parley_messages_out_total", "counter",
 	       "Messages queued to client sessions (live and backlog).",
 	       m->messages_out);

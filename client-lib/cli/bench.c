@@ -108,7 +108,9 @@ struct conn {
 				header or frame). */
 	struct buf out;	     /* Framed bytes not written yet. */
 	size_t out_off;	     /* Bytes of out already written. */
-	struct buf app;	     /* NATS: protocol bytes not framed yet. */
+	struct buf app;	     /* NATS: protocol bytes not framed yet;
+				parley --batch: the batch being joined. */
+	size_t app_n;	     /* parley --batch: publishes in app. */
 	struct buf nin;	     /* NATS: an incomplete protocol command. */
 	struct buf frag;     /* A fragmented message being reassembled. */
 	int frag_op;	     /* Opcode of the fragmented message. */
@@ -165,6 +167,7 @@ struct opts {
 	double drain;
 	double settle; /* --settle: pause between setup and run. */
 	uint64_t window;
+	size_t batch; /* parley: --batch cap in bytes, 0 = off. */
 	bool json, check;
 	const char *token;
 	const char *label;
@@ -712,6 +715,44 @@ static void nats_send(struct lg *g, struct conn *c, const void *s, size_t n)
 	dirty_add(g, c);
 }
 
+/* parley --batch: frames the publishes joined in c->app, a lone one as
+ * the plain pub frame it is. */
+static const char batch_head[] = "{\"op\":\"batch\",\"msgs\":[";
+
+static void batch_frame(struct lg *g, struct conn *c)
+{
+	const size_t hl = sizeof batch_head - 1;
+
+	if (c->app_n == 1) {
+		ws_append(g, c, 0x1, c->app.p + hl, c->app.len - hl);
+	} else if (c->app_n) {
+		buf_put(&c->app, "]}", 2);
+		ws_append(g, c, 0x1, c->app.p, c->app.len);
+	}
+	c->app.len = 0;
+	c->app_n = 0;
+}
+
+/* parley: queues one publish's frame text, joined into a batch with
+ * --batch. */
+static void parley_send(struct lg *g, struct conn *c, const uint8_t *s,
+			size_t n)
+{
+	if (!g->o.batch) {
+		ws_append(g, c, 0x1, s, n);
+		return;
+	}
+	if (c->app_n && c->app.len + 1 + n + 2 > g->o.batch)
+		batch_frame(g, c);
+	if (c->app_n)
+		buf_put(&c->app, ",", 1);
+	else
+		buf_put(&c->app, batch_head, sizeof batch_head - 1);
+	buf_put(&c->app, s, n);
+	c->app_n++;
+	dirty_add(g, c);
+}
+
 /* Writes what c has queued; on a short write, waits for EPOLLOUT. */
 static void conn_write(struct lg *g, struct conn *c)
 {
@@ -750,6 +791,8 @@ static void flush_dirty(struct lg *g)
 		}
 		/* Still marked dirty here, so ws_append does not add c to the
 		 * list again. */
+		if (g->o.proto == PROTO_PARLEY)
+			batch_frame(g, c);
 		for (size_t off = 0; off < c->app.len;) {
 			size_t n = c->app.len - off;
 
@@ -1781,7 +1824,7 @@ static void publish_one(struct lg *g, struct conn *c, int64_t now)
 		w = put_body(w, meta, ml, pad);
 		*w++ = '"';
 		*w++ = '}';
-		ws_append(g, c, 0x1, g->pubbuf, (size_t)(w - g->pubbuf));
+		parley_send(g, c, g->pubbuf, (size_t)(w - g->pubbuf));
 		return;
 	}
 	pad = g->o.size > ml ? g->o.size - ml : 0;
@@ -2120,21 +2163,22 @@ static void report(struct lg *g)
 			json_string(f, g->o.sub_ep[i].url);
 		}
 		fputc(']', f);
-		fprintf(f,
-			",\"subs\":%d,\"pubs\":%d,\"idle\":%d,\"topics\":%d,"
-			"\"size\":%zu,\"rate\":%.0f,\"window\":%" PRIu64
-			",\"elapsed_s\":%.3f,\"published\":%" PRIu64
-			",\"acked\":%" PRIu64 ",\"pub_errors\":%" PRIu64
-			",\"delivered\":%" PRIu64 ",\"expected\":%" PRIu64
-			",\"lost\":%" PRIu64 ",\"duplicated\":%" PRIu64
-			",\"reordered\":%" PRIu64 ",\"unexpected\":%" PRIu64
-			",\"foreign\":%" PRIu64
-			",\"published_per_s\":%.0f,\"delivered_per_s\":%.0f,",
-			g->o.subs, g->o.pubs, g->o.idle, g->o.topics, g->o.size,
-			g->o.rate, g->o.window, el, g->published, g->acked,
-			g->pub_errors, g->delivered, g->expected, g->lost,
-			g->dups, g->reordered, g->unexpected, g->foreign,
-			pub_rate, del_rate);
+		fprintf(
+		    f,
+		    ",\"subs\":%d,\"pubs\":%d,\"idle\":%d,\"topics\":%d,"
+		    "\"size\":%zu,\"rate\":%.0f,\"window\":%" PRIu64
+		    ",\"batch\":%zu,\"elapsed_s\":%.3f,\"published\":%" PRIu64
+		    ",\"acked\":%" PRIu64 ",\"pub_errors\":%" PRIu64
+		    ",\"delivered\":%" PRIu64 ",\"expected\":%" PRIu64
+		    ",\"lost\":%" PRIu64 ",\"duplicated\":%" PRIu64
+		    ",\"reordered\":%" PRIu64 ",\"unexpected\":%" PRIu64
+		    ",\"foreign\":%" PRIu64
+		    ",\"published_per_s\":%.0f,\"delivered_per_s\":%.0f,",
+		    g->o.subs, g->o.pubs, g->o.idle, g->o.topics, g->o.size,
+		    g->o.rate, g->o.window, g->o.batch, el, g->published,
+		    g->acked, g->pub_errors, g->delivered, g->expected, g->lost,
+		    g->dups, g->reordered, g->unexpected, g->foreign, pub_rate,
+		    del_rate);
 		fprintf(f,
 			"\"latency_us\":{\"n\":%" PRIu64
 			",\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,"
@@ -2175,6 +2219,8 @@ static void report(struct lg *g)
 		fprintf(f, " rate=%.0f/s", g->o.rate);
 	else
 		fprintf(f, " rate=open window=%" PRIu64, g->o.window);
+	if (g->o.batch)
+		fprintf(f, " batch=%zu", g->o.batch);
 	fprintf(f, " elapsed=%.2fs\n", el);
 	if (g->o.subs || g->o.pubs) {
 		fprintf(f,
@@ -2233,9 +2279,11 @@ static void usage(FILE *f)
 {
 	fputs(
 	    "usage: " BENCH_NAME " [options]\n"
-	    "  --proto parley|nats|mqtt  protocol (default parley; mqtt: 3.1.1\n"
+	    "  --proto parley|nats|mqtt  protocol (default parley; mqtt: "
+	    "3.1.1\n"
 	    "                        over TCP, QoS 1 publishes, QoS 0 subs)\n"
-	    "  --url ws://127.0.0.1:PORT/ws   loopback only (mqtt://HOST:PORT)\n"
+	    "  --url ws://127.0.0.1:PORT/ws   loopback only "
+	    "(mqtt://HOST:PORT)\n"
 	    "  --sub-url URL         subscribers connect here instead (a\n"
 	    "                        federated peer, another instance);\n"
 	    "                        repeated: round robin over them\n"
@@ -2251,6 +2299,9 @@ static void usage(FILE *f)
 	    "  --count N             publish count bound (default none)\n"
 	    "  --window W            un-acked publishes per publisher "
 	    "(default 1000)\n"
+	    "  --batch BYTES         parley: join the publishes of one loop\n"
+	    "                        pass into batch frames of at most BYTES\n"
+	    "                        (default 0: one frame per publish)\n"
 	    "  --drain S             wait for deliveries after (default 2)\n"
 	    "  --settle S            wait after setup before publishing\n"
 	    "                        (subscriptions crossing links; default "
@@ -2338,18 +2389,29 @@ static double num_arg(const char *name, const char *s, double lo, double hi)
 
 static void parse_opts(struct opts *o, int argc, char **argv)
 {
-	static const struct option lo[] = {
-	    {"proto", 1, 0, 'P'},    {"url", 1, 0, 'u'},
-	    {"sub-url", 1, 0, 'U'},  {"subs", 1, 0, 'k'},
-	    {"pubs", 1, 0, 'p'},     {"topic", 1, 0, 't'},
-	    {"size", 1, 0, 's'},     {"rate", 1, 0, 'r'},
-	    {"duration", 1, 0, 'd'}, {"count", 1, 0, 'n'},
-	    {"window", 1, 0, 'w'},   {"drain", 1, 0, 'D'},
-	    {"idle", 1, 0, 'i'},     {"token", 1, 0, 'T'},
-	    {"topics", 1, 0, 'N'},   {"settle", 1, 0, 'S'},
-	    {"pid", 1, 0, 'x'},	     {"label", 1, 0, 'l'},
-	    {"json", 0, 0, 'j'},     {"check", 0, 0, 'c'},
-	    {"help", 0, 0, 'h'},     {0, 0, 0, 0}};
+	static const struct option lo[] = {{"proto", 1, 0, 'P'},
+					   {"url", 1, 0, 'u'},
+					   {"sub-url", 1, 0, 'U'},
+					   {"subs", 1, 0, 'k'},
+					   {"pubs", 1, 0, 'p'},
+					   {"topic", 1, 0, 't'},
+					   {"size", 1, 0, 's'},
+					   {"rate", 1, 0, 'r'},
+					   {"duration", 1, 0, 'd'},
+					   {"count", 1, 0, 'n'},
+					   {"window", 1, 0, 'w'},
+					   {"drain", 1, 0, 'D'},
+					   {"batch", 1, 0, 'B'},
+					   {"idle", 1, 0, 'i'},
+					   {"token", 1, 0, 'T'},
+					   {"topics", 1, 0, 'N'},
+					   {"settle", 1, 0, 'S'},
+					   {"pid", 1, 0, 'x'},
+					   {"label", 1, 0, 'l'},
+					   {"json", 0, 0, 'j'},
+					   {"check", 0, 0, 'c'},
+					   {"help", 0, 0, 'h'},
+					   {0, 0, 0, 0}};
 	int ch;
 
 	snprintf(o->ep.url, sizeof o->ep.url, "ws://127.0.0.1:8080/ws");
@@ -2423,6 +2485,10 @@ static void parse_opts(struct opts *o, int argc, char **argv)
 		case 'D':
 			o->drain = num_arg("--drain", optarg, 0, 600);
 			break;
+		case 'B':
+			o->batch =
+			    (size_t)num_arg("--batch", optarg, 0, 1 << 24);
+			break;
 		case 'i':
 			o->idle = (int)num_arg("--idle", optarg, 0, 1000000);
 			break;
@@ -2473,6 +2539,11 @@ static void parse_opts(struct opts *o, int argc, char **argv)
 	if (o->proto == PROTO_MQTT && o->window >= MQTT_PID_SPAN)
 		die("--window must be below %d with --proto mqtt (packet ids)",
 		    MQTT_PID_SPAN);
+	if (o->batch && o->proto != PROTO_PARLEY)
+		die("--batch is for --proto parley (NATS frames its stream "
+		    "itself)");
+	if (o->batch && o->batch < 256)
+		die("--batch: at least 256 bytes, or 0");
 	parse_url(&o->ep, o->proto);
 	for (int i = 0; i < o->n_sub_ep; i++)
 		parse_url(&o->sub_ep[i], o->proto);

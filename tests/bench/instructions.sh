@@ -11,7 +11,8 @@
 # are not time). Prints the count per message and the functions that
 # execute the most instructions themselves.
 #
-# usage: [WORKLOAD=fed|fedsend] tests/bench/instructions.sh [PARLEYD] [COUNT]
+# usage: [WORKLOAD=fed|fedsend] [LOADGEN_ARGS=...] tests/bench/instructions.sh [PARLEYD] [COUNT]
+#   LOADGEN_ARGS  more parley-loadgen options (e.g. --batch 16384)
 #   PARLEYD  default build/server/parleyd (a RelWithDebInfo build)
 #   COUNT    publishes counted (default 40000), after 2000 to warm up
 # Needs valgrind (apt-get install -y valgrind). Loopback only, bounded:
@@ -125,7 +126,7 @@ fi
 load() {
 	"$LOADGEN" --url "ws://127.0.0.1:$pub_port/ws" \
 		--sub-url "ws://127.0.0.1:$port/ws" --token "$TOKEN" --subs 1 \
-		--count "$1" --duration 120 --settle 1 --json
+		--count "$1" --duration 120 --settle 1 --json ${LOADGEN_ARGS:-}
 }
 load 2000 >/dev/null
 callgrind_control -z "$vg" >/dev/null 2>&1

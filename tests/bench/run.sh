@@ -50,6 +50,10 @@
 #   IDLE         idle connections held (default 10000; smoke 100); the
 #                script raises its file limit to the hard limit
 #   RESULTS      JSON output (default tests/bench/results.json)
+#   BATCH        parley's publishers join the publishes of one loop pass
+#                into batch frames of at most BATCH bytes, as NATS's
+#                publishers stream many PUBs in one frame (default 16384;
+#                0: one frame per publish)
 #   SERVER_CPU / LOADGEN_CPU   cores to pin to (default 0 / 1)
 #   WORKLOADS    subset, e.g. "fanout1 lat1" (default: all; smoke: all
 #                but fanout1000, fed100 and fedlat1)
@@ -107,6 +111,7 @@ PARLEYD=${PARLEYD:-$ROOT/build/server/parleyd}
 NATS_SERVER=${NATS_SERVER:-nats-server}
 MOSQUITTO=${MOSQUITTO:-$(command -v mosquitto || echo /usr/sbin/mosquitto)}
 SERVER_CPU=${SERVER_CPU:-0}
+BATCH=${BATCH:-16384}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
 TOKEN=bench-token
 
@@ -674,7 +679,7 @@ run_one() {
 	[[ $srv == mosquitto ]] && proto=mqtt
 	start_setup "$wl" "$srv"
 	if [[ $srv == parley ]]; then
-		tok=(--token "$TOKEN")
+		tok=(--token "$TOKEN" --batch "$BATCH")
 	fi
 	for u in "${SUB_URLS[@]}"; do
 		subs+=(--sub-url "$u")
@@ -871,6 +876,10 @@ print(f"\nparley vs NATS {nats_ver.split()[-1] if nats_ver else ''} over WebSock
       f"200-byte bodies, median of {rounds} interleaved rounds, "
       f"server on CPU {meta['pinning']['server_cpu']}, loadgen on CPU {meta['pinning']['loadgen_cpu']}"
       + (f", nice {meta['nice']}" if meta['nice'] else ""))
+batches = sorted({r.get("batch", 0) for r in runs if r.get("server") == "parley"})
+print("parley's publishers: " + ", ".join(
+    f"batch frames of at most {b} bytes" if b else "one frame per publish"
+    for b in batches) + " (BATCH)")
 print(f"1-minute load average during the runs: {load0} to {load1} ({os.cpu_count()} cores)")
 if max(float(load0.split()[0]), float(load1.split()[0])) > (os.cpu_count() or 1):
     print("!! the machine was busy with other work (load average above the core count):\n"
