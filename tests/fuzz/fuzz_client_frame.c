@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "batch_request.h"
 #include "codec.h"
 
 static void check_fast(const uint8_t *data, size_t size)
@@ -34,24 +35,6 @@ static void check_fast(const uint8_t *data, size_t size)
 	json_decref(id);
 	json_decref(body);
 	req_free(&r);
-}
-
-/* Each request a batch hands out, as a JSON value. */
-static json_t *request_value(int rc, const fast_pub_t *fp, const char *text,
-			     size_t len)
-{
-	json_error_t jerr;
-	json_t *o;
-
-	if (rc == CB_REQ)
-		return json_loadb(text, len, JSON_DECODE_ANY, &jerr);
-	o = json_pack(
-	    "{s:s, s:s, s:o}", "op", "pub", "topic", fp->topic, "body",
-	    json_loadb(fp->body, fp->body_len, JSON_DECODE_ANY, &jerr));
-	if (o && fp->id)
-		json_object_set_new(o, "id",
-				    codec_id_value(fp->id, fp->id_len));
-	return o;
 }
 
 /* Whether Jansson (with flags) reads the frame as a batch; *msgs then
@@ -88,7 +71,7 @@ static void check_batch(const uint8_t *data, size_t size)
 	    jansson_batch(s, size, JSON_REJECT_DUPLICATES, &strict, &smsgs);
 	is_loose = jansson_batch(s, size, 0, &loose, &msgs);
 	while ((rc = codec_batch_next(&b, &fp, &text, &tl, &reason)) > 0) {
-		json_t *v = request_value(rc, &fp, text, tl);
+		json_t *v = batch_request(rc, &fp, text, tl);
 
 		if (!v ||
 		    (is_strict && !json_equal(v, json_array_get(msgs, n))))

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "batch_request.h"
 #include "codec.h"
 #include "err.h"
 #include "fedcodec.h"
@@ -1343,24 +1344,6 @@ static void test_pub_fast(void)
 		strcpy(d + n, "\",\"body\":1}");
 		CHECK_INT(pub_both(buf), n == 255);
 	}
-}
-
-/* The request at text (CB_REQ) or in *fp (CB_PUB), as a JSON value. */
-static json_t *batch_request(int rc, const fast_pub_t *fp, const char *text,
-			     size_t len)
-{
-	json_error_t jerr;
-	json_t *o;
-
-	if (rc == CB_REQ)
-		return json_loadb(text, len, JSON_DECODE_ANY, &jerr);
-	o = json_pack(
-	    "{s:s, s:s, s:o}", "op", "pub", "topic", fp->topic, "body",
-	    json_loadb(fp->body, fp->body_len, JSON_DECODE_ANY, &jerr));
-	if (o && fp->id)
-		json_object_set_new(o, "id",
-				    codec_id_value(fp->id, fp->id_len));
-	return o;
 }
 
 /* Reads a client batch frame as client_handle does (in place when it
